@@ -1,0 +1,122 @@
+//! Throughput of one config on one backend: the data loader alone, training steps and
+//! inference, in images per second, plus the process's peak resident memory. `cargo xtask
+//! bench` runs this once per config and backend, each in its own process.
+
+use std::time::Instant;
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::config::Experiment;
+use crate::data::prepare;
+use crate::models::ImageClassifier;
+use crate::train::build_optimizer;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub backend: String,
+    pub batch_size: usize,
+    /// Batches per second the loader alone delivers (decode, standardize, upload), as images/s.
+    pub loader_samples_per_second: f64,
+    pub train_samples_per_second: f64,
+    pub inference_batch_size: usize,
+    pub inference_samples_per_second: f64,
+    /// Peak resident set size of the process (VmHWM), where the OS reports it.
+    pub peak_memory_mib: Option<f64>,
+}
+
+/// Measures `steps` training steps (after `warmup` untimed ones) and as many inference batches.
+pub fn bench(
+    exp: &Experiment,
+    backend: Backend,
+    warmup: usize,
+    steps: usize,
+) -> anyhow::Result<BenchResult> {
+    let data = prepare(&exp.data, None)?;
+    let device = backend.device();
+    let batch_size = exp.data.batch_size;
+    let loader = |dataset: &datasets::ImageDataset, batch: usize, device: &Device| {
+        DataLoaderBuilder::new(data.batcher.clone())
+            .batch_size(batch)
+            .shuffle(0)
+            .set_device(device.clone())
+            .build(dataset.clone())
+    };
+
+    let started = Instant::now();
+    let mut images = 0;
+    for batch in loader(&data.train, batch_size, &device)
+        .iter()
+        .take(steps * 4)
+    {
+        images += batch.expect("in-memory").targets.dims()[0];
+    }
+    device.sync().ok();
+    let loader_rate = images as f64 / started.elapsed().as_secs_f64();
+
+    let ad = device.clone().autodiff();
+    ad.seed(exp.train.seed);
+    let mut model = exp.model.init(&data.input, &ad);
+    let mut optim = build_optimizer(&exp.train);
+    let batches: Vec<_> = loader(&data.train, batch_size, &ad)
+        .iter()
+        .take(warmup + steps)
+        .map(|b| b.expect("in-memory"))
+        .collect();
+    let mut started = Instant::now();
+    for (i, batch) in batches.into_iter().enumerate() {
+        if i == warmup {
+            ad.sync().ok();
+            started = Instant::now();
+        }
+        let logits = model.logits(batch.images);
+        let loss = model.loss(logits, batch.targets);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(exp.train.lr, model, grads);
+    }
+    ad.sync().ok();
+    let train_rate = (steps * batch_size) as f64 / started.elapsed().as_secs_f64();
+
+    let eval_model = model.valid();
+    let inference_batch = exp.data.eval_batch_size;
+    let mut batches = loader(&data.train, inference_batch, &device)
+        .iter()
+        .take(steps.div_ceil(4) + 1)
+        .map(|b| b.expect("in-memory"))
+        .collect::<Vec<_>>()
+        .into_iter();
+    // Scores are read back to the host, as evaluation does; the first batch warms up.
+    let infer = |batch: datasets::ImageBatch| eval_model.logits(batch.images).argmax(1).into_data();
+    if let Some(first) = batches.next() {
+        infer(first);
+    }
+    let (mut inferred, started) = (0, Instant::now());
+    for batch in batches {
+        inferred += batch.targets.dims()[0];
+        infer(batch);
+    }
+    let inference_rate = inferred as f64 / started.elapsed().as_secs_f64();
+
+    Ok(BenchResult {
+        model: exp.model.kind().into(),
+        backend: backend.name().into(),
+        batch_size,
+        loader_samples_per_second: loader_rate,
+        train_samples_per_second: train_rate,
+        inference_batch_size: inference_batch,
+        inference_samples_per_second: inference_rate,
+        peak_memory_mib: peak_memory_mib(),
+    })
+}
+
+/// VmHWM from /proc/self/status (Linux), in MiB.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

@@ -1,0 +1,152 @@
+//! Evaluation on a held-out split: loss, top-1 and top-5 accuracy, per-class accuracy and the
+//! confusion matrix (rows: true class, columns: predicted class).
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::prelude::*;
+use datasets::{ImageBatcher, ImageDataset};
+use serde::{Deserialize, Serialize};
+
+use crate::models::ImageClassifier;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub samples: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub top5: f64,
+    pub per_class: Vec<f64>,
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// Runs `model` (in eval mode, on `device`) over `dataset` in order.
+pub fn evaluate<M: ImageClassifier>(
+    model: &M,
+    dataset: &ImageDataset,
+    batcher: &ImageBatcher,
+    batch_size: usize,
+    num_classes: usize,
+    device: &Device,
+) -> Evaluation {
+    let loader = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(batch_size)
+        .set_device(device.clone())
+        .build(dataset.clone());
+    let mut confusion = vec![vec![0usize; num_classes]; num_classes];
+    let (mut loss_sum, mut top5_hits, mut samples) = (0f64, 0usize, 0usize);
+    for batch in loader.iter() {
+        let batch = batch.expect("in-memory datasets do not fail");
+        let n = batch.targets.dims()[0];
+        let logits = model.logits(batch.images);
+        loss_sum += model
+            .loss(logits.clone(), batch.targets.clone())
+            .into_scalar::<f64>()
+            * n as f64;
+        let scores: Vec<f32> = logits.try_into_vec_as::<f32>().expect("logits are floats");
+        let targets: Vec<i64> = batch
+            .targets
+            .try_into_vec_as::<i64>()
+            .expect("targets are integers");
+        for (row, &target) in scores.chunks_exact(num_classes).zip(&targets) {
+            let target = target as usize;
+            let (predicted, rank) = rank_of(row, target);
+            confusion[target][predicted] += 1;
+            top5_hits += usize::from(rank < 5);
+        }
+        samples += n;
+    }
+    summarize(confusion, loss_sum, top5_hits, samples)
+}
+
+/// The arg-max of `scores` and the rank of `target` among them (0 = best; ties favour the
+/// lower class index, as arg-max does).
+fn rank_of(scores: &[f32], target: usize) -> (usize, usize) {
+    let predicted = scores
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, &s)| if s > scores[best] { i } else { best });
+    let t = scores[target];
+    let rank = scores
+        .iter()
+        .enumerate()
+        .filter(|&(i, &s)| s > t || (s == t && i < target))
+        .count();
+    (predicted, rank)
+}
+
+fn summarize(
+    confusion: Vec<Vec<usize>>,
+    loss_sum: f64,
+    top5_hits: usize,
+    samples: usize,
+) -> Evaluation {
+    let total = samples.max(1) as f64;
+    let correct: usize = (0..confusion.len()).map(|c| confusion[c][c]).sum();
+    let per_class = confusion
+        .iter()
+        .enumerate()
+        .map(|(c, row)| {
+            let n: usize = row.iter().sum();
+            if n == 0 {
+                0.0
+            } else {
+                row[c] as f64 / n as f64
+            }
+        })
+        .collect();
+    Evaluation {
+        samples,
+        loss: loss_sum / total,
+        accuracy: correct as f64 / total,
+        top5: top5_hits as f64 / total,
+        per_class,
+        confusion,
+    }
+}
+
+impl Evaluation {
+    /// Per-class accuracy and the confusion matrix as a text table.
+    pub fn to_table(&self, class_names: &[String]) -> String {
+        let width = class_names
+            .iter()
+            .map(|n| n.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let mut out = format!(
+            "test: {} images  accuracy {:.4}  top-5 {:.4}  loss {:.4}\n\n{:<width$}  {:>8}  confusion (rows: true, columns: predicted)\n",
+            self.samples, self.accuracy, self.top5, self.loss, "class", "accuracy"
+        );
+        for (c, row) in self.confusion.iter().enumerate() {
+            let name = class_names.get(c).map(String::as_str).unwrap_or("?");
+            let cells: Vec<String> = row.iter().map(|v| format!("{v:>5}")).collect();
+            out += &format!(
+                "{name:<width$}  {:>8.4}  {}\n",
+                self.per_class[c],
+                cells.join(" ")
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_and_prediction() {
+        assert_eq!(rank_of(&[0.1, 0.9, 0.5], 2), (1, 1));
+        assert_eq!(rank_of(&[0.1, 0.9, 0.5], 1), (1, 0));
+        // Ties: the lower index wins, as in arg-max.
+        assert_eq!(rank_of(&[0.5, 0.5], 1), (0, 1));
+    }
+
+    #[test]
+    fn summary_from_confusion() {
+        let e = summarize(vec![vec![3, 1], vec![0, 4]], 4.0, 8, 8);
+        assert_eq!(e.accuracy, 7.0 / 8.0);
+        assert_eq!(e.per_class, vec![0.75, 1.0]);
+        assert_eq!(e.loss, 0.5);
+        assert_eq!(e.top5, 1.0);
+    }
+}

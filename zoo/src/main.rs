@@ -1,0 +1,215 @@
+//! The `zoo` command line: parses flags, picks the backend, and calls the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use zoo::backend::Backend;
+use zoo::config::{Experiment, Override};
+use zoo::models::ModelConfig;
+use zoo::run;
+
+#[derive(Parser)]
+#[command(
+    name = "zoo",
+    version,
+    about = "The textbook's neural networks, from TOML configs, on Burn"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a config, then evaluate it on the test split.
+    Train {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        backend: Backend,
+        /// Number of epochs (overrides train.epochs).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Run directory (overrides output.dir; default runs/<config name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue from the run directory's newest checkpoint.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Re-evaluate a run's saved model on the test split.
+    Eval {
+        run_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        backend: Backend,
+    },
+    /// Validate a config and build its model; trains nothing.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// The per-layer table: output shapes, parameters, multiply-accumulates.
+    Summary {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure loader, training and inference throughput (used by `cargo xtask bench`).
+    Bench {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        backend: Backend,
+        /// Timed training steps (after 5 untimed ones).
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// Print JSON instead of a line of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Model kinds and shipped configs.
+    List,
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// The experiment file (TOML).
+    config: PathBuf,
+    /// Directory of the dataset's files (overrides data.dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Override any config key, e.g. --set train.lr=0.01 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<Override>,
+}
+
+impl ConfigArgs {
+    fn load(&self, extra: Vec<Override>) -> Result<Experiment> {
+        let mut overrides = self.set.clone();
+        if let Some(dir) = &self.data_dir {
+            overrides.push(path_override("data.dir", dir));
+        }
+        overrides.extend(extra);
+        Ok(Experiment::load(&self.config, &overrides)?)
+    }
+}
+
+fn path_override(key: &str, path: &Path) -> Override {
+    Override {
+        key: key.into(),
+        value: toml::Value::String(path.to_string_lossy().into_owned()),
+    }
+}
+
+fn main() -> ExitCode {
+    // A bug must still end in one `error:` line, not a panic trace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal error{place}: {message}");
+    }));
+    let cli = Cli::parse();
+    match std::panic::catch_unwind(|| dispatch(cli)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(err)) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train {
+            config,
+            backend,
+            epochs,
+            out,
+            resume,
+        } => {
+            backend.make_default();
+            let mut extra = Vec::new();
+            if let Some(n) = epochs {
+                extra.push(Override {
+                    key: "train.epochs".into(),
+                    value: toml::Value::Integer(n as i64),
+                });
+            }
+            if let Some(out) = &out {
+                extra.push(path_override("output.dir", out));
+            }
+            let exp = config.load(extra)?;
+            run::train(&exp, backend, resume)?;
+        }
+        Command::Eval { run_dir, backend } => {
+            backend.make_default();
+            run::eval(&run_dir, backend)?;
+        }
+        Command::Check { config } => {
+            Backend::Flex.make_default();
+            println!("{}", run::check(&config.load(Vec::new())?)?);
+        }
+        Command::Summary { config, json } => {
+            let summary = run::summarize(&config.load(Vec::new())?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!("{}", summary.to_table());
+            }
+        }
+        Command::Bench {
+            config,
+            backend,
+            steps,
+            json,
+        } => {
+            backend.make_default();
+            let r = zoo::bench::bench(&config.load(Vec::new())?, backend, 5, steps)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{} on {}: loader {:.0} images/s, train {:.0} images/s (batch {}), inference {:.0} images/s (batch {}), peak memory {}",
+                    r.model,
+                    r.backend,
+                    r.loader_samples_per_second,
+                    r.train_samples_per_second,
+                    r.batch_size,
+                    r.inference_samples_per_second,
+                    r.inference_batch_size,
+                    r.peak_memory_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB"))
+                );
+            }
+        }
+        Command::List => {
+            println!("model kinds: {}", ModelConfig::KINDS.join(", "));
+            let dir = Path::new("configs");
+            let dir = if dir.is_dir() {
+                dir.to_path_buf()
+            } else {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
+            };
+            println!("shipped configs ({}):", dir.display());
+            for path in run::list_configs(&dir) {
+                println!("  {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}

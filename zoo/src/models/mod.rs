@@ -1,0 +1,156 @@
+//! The model registry: one enum of configs (the TOML `model.kind`), one enum of built modules
+//! (what the trainer holds), and the small trait through which the trainer meets any model.
+
+pub mod linear;
+pub mod mlp;
+
+use burn::nn::{loss::CrossEntropyLossConfig, Initializer, Linear, LinearConfig};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{section, ConfigError, Invalid, Source};
+use crate::summary::LayerSummary;
+
+pub use linear::{SoftmaxConfig, SoftmaxRegression};
+pub use mlp::{Mlp, MlpConfig};
+
+/// What the data hands a model: the image shape and the number of classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInput {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub num_classes: usize,
+}
+
+impl ModelInput {
+    pub fn flat_size(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+/// How fresh weights are drawn (the notes' choices); biases start at zero except for `default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// Burn's (and PyTorch's) default: uniform in +-1/sqrt(fan_in), biases too.
+    Default,
+    /// Xavier/Glorot uniform: variance 2 / (fan_in + fan_out).
+    Xavier,
+    /// He/Kaiming normal: variance 2 / fan_in.
+    He,
+    /// Gaussian with the config's `init_std`.
+    Normal,
+}
+
+/// A fully connected layer initialized as `init` says.
+pub fn linear_layer(
+    d_in: usize,
+    d_out: usize,
+    init: Init,
+    init_std: f64,
+    device: &Device,
+) -> Linear {
+    let initializer = match init {
+        Init::Default => return LinearConfig::new(d_in, d_out).init(device),
+        Init::Xavier => Initializer::XavierUniform { gain: 1.0 },
+        Init::He => Initializer::KaimingNormal {
+            gain: 2f64.sqrt(),
+            fan_out_only: false,
+        },
+        Init::Normal => Initializer::Normal {
+            mean: 0.0,
+            std: init_std,
+        },
+    };
+    let mut layer = LinearConfig::new(d_in, d_out)
+        .with_initializer(initializer)
+        .init(device);
+    layer.bias = Some(Initializer::Zeros.init_with([d_out], Some(d_in), Some(d_out), device));
+    layer
+}
+
+/// Every model family zoo can build, as the experiment file names it (`model.kind`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ModelConfig {
+    Softmax(SoftmaxConfig),
+    Mlp(MlpConfig),
+}
+
+impl ModelConfig {
+    pub const KINDS: &'static [&'static str] = &["softmax", "mlp"];
+
+    /// Reads the family `kind` from the rest of `[model]`; `None` when the kind is unknown.
+    pub(crate) fn from_table(
+        kind: &str,
+        value: toml::Value,
+        src: &Source,
+    ) -> Option<Result<Self, ConfigError>> {
+        Some(match kind {
+            "softmax" => section(value, "model", src).map(ModelConfig::Softmax),
+            "mlp" => section(value, "model", src).map(ModelConfig::Mlp),
+            _ => return None,
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelConfig::Softmax(_) => "softmax",
+            ModelConfig::Mlp(_) => "mlp",
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), Invalid> {
+        match self {
+            ModelConfig::Softmax(_) => Ok(()),
+            ModelConfig::Mlp(c) => c.validate(),
+        }
+    }
+
+    pub fn init(&self, input: &ModelInput, device: &Device) -> Model {
+        match self {
+            ModelConfig::Softmax(c) => Model::Softmax(c.init(input, device)),
+            ModelConfig::Mlp(c) => Model::Mlp(c.init(input, device)),
+        }
+    }
+
+    /// The per-layer table of shapes, parameters and multiply-accumulates, from the notes' formulas.
+    pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
+        match self {
+            ModelConfig::Softmax(c) => c.layers(input),
+            ModelConfig::Mlp(c) => c.layers(input),
+        }
+    }
+}
+
+/// How the trainer sees a model: images in, class scores out, and the loss to minimize.
+pub trait ImageClassifier: Module + core::fmt::Debug {
+    /// # Shapes
+    /// - images: `[batch, channels, height, width]`
+    /// - output: `[batch, num_classes]` (unnormalized scores)
+    fn logits(&self, images: Tensor<4>) -> Tensor<2>;
+
+    /// The training loss over a batch (softmax cross-entropy unless the model says otherwise).
+    fn loss(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+        CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits, targets)
+    }
+}
+
+/// A built model of any family.
+#[derive(Module, Debug)]
+pub enum Model {
+    Softmax(SoftmaxRegression),
+    Mlp(Mlp),
+}
+
+impl ImageClassifier for Model {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Model::Softmax(m) => m.forward(images),
+            Model::Mlp(m) => m.forward(images),
+        }
+    }
+}

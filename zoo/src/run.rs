@@ -1,0 +1,258 @@
+//! What the CLI's subcommands do, as library calls: train a config into a run directory,
+//! re-evaluate a run, and describe a config.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use burn::data::dataset::Dataset;
+use burn::module::Module;
+use burn::prelude::*;
+use datasets::Standardization;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::config::Experiment;
+use crate::data::{self, PreparedData};
+use crate::eval::{evaluate, Evaluation};
+use crate::fsutil::write_atomic;
+use crate::models::Model;
+use crate::summary::Summary;
+use crate::train::{load_module, module_bytes, EpochRecord, Trainer};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const NORMALIZATION_FILE: &str = "normalization.json";
+pub const MODEL_FILE: &str = "model.bpk";
+pub const METRICS_FILE: &str = "metrics.json";
+
+/// `metrics.json`: what a finished run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Metrics {
+    pub model: String,
+    pub dataset: String,
+    pub backend: String,
+    /// Trainable parameters (batch-norm running statistics excluded).
+    pub params: usize,
+    pub buffers: usize,
+    pub macs_per_example: usize,
+    pub epochs: usize,
+    pub stopped_early: bool,
+    pub epoch_seconds: Vec<f64>,
+    pub train_samples_per_second: f64,
+    pub history: Vec<EpochRecord>,
+    pub class_names: Vec<String>,
+    pub test: Evaluation,
+}
+
+/// The summary of a config's model at the input its data implies.
+pub fn summarize(exp: &Experiment) -> Summary {
+    let input = data::model_input(&exp.data);
+    Summary::new(exp.model.kind(), input, exp.model.layers(&input))
+}
+
+/// Trains `exp` on `backend` into its run directory and evaluates it on the test split.
+pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<Metrics> {
+    let run_dir = exp.run_dir();
+    prepare_run_dir(exp, &run_dir, resume)?;
+    let data = data::prepare(&exp.data, None).context("cannot load the dataset")?;
+    save_json(
+        &run_dir.join(NORMALIZATION_FILE),
+        &data.batcher.standardization,
+    )?;
+    write_atomic(&run_dir.join(CONFIG_FILE), exp.to_toml().as_bytes())
+        .with_context(|| format!("cannot write {}", run_dir.join(CONFIG_FILE).display()))?;
+
+    let device = backend.device();
+    device.seed(exp.train.seed);
+    let model = exp.model.init(&data.input, &device);
+    let summary = summarize(exp);
+    eprintln!(
+        "training {} ({} trainable parameters) on {} with {}: {} train / {} validation / {} test images",
+        exp.model.kind(),
+        crate::summary::group_digits(summary.total_params),
+        exp.data.dataset.name(),
+        backend,
+        data.train.len(),
+        data.val.len(),
+        data.test.len()
+    );
+    let trainer = Trainer {
+        config: &exp.train,
+        batch_size: exp.data.batch_size,
+        eval_batch_size: exp.data.eval_batch_size,
+        run_dir: &run_dir,
+        device: device.clone(),
+    };
+    let outcome = trainer.fit(model, &data, resume)?;
+    let model_bytes = module_bytes(&outcome.model).map_err(anyhow::Error::msg)?;
+    write_atomic(&run_dir.join(MODEL_FILE), &model_bytes)
+        .with_context(|| format!("cannot write {}", run_dir.join(MODEL_FILE).display()))?;
+
+    let test = test_evaluation(&outcome.model, &data, exp, &device);
+    let history = outcome.state.history;
+    let train_seconds: f64 = history.iter().map(|r| r.seconds_training()).sum();
+    let samples: usize = history.iter().map(|r| r.train_samples).sum();
+    let metrics = Metrics {
+        model: exp.model.kind().into(),
+        dataset: exp.data.dataset.name().into(),
+        backend: backend.name().into(),
+        params: summary.total_params,
+        buffers: summary.total_buffers,
+        macs_per_example: summary.total_macs,
+        epochs: history.len(),
+        stopped_early: outcome.state.stopped_early,
+        epoch_seconds: history.iter().map(|r| r.seconds).collect(),
+        train_samples_per_second: samples as f64 / train_seconds.max(1e-9),
+        history,
+        class_names: data.class_names.clone(),
+        test,
+    };
+    save_json(&run_dir.join(METRICS_FILE), &metrics)?;
+    println!("{}", metrics.test.to_table(&metrics.class_names));
+    println!("run directory: {}", run_dir.display());
+    Ok(metrics)
+}
+
+fn test_evaluation<M: crate::models::ImageClassifier>(
+    model: &M,
+    data: &PreparedData,
+    exp: &Experiment,
+    device: &Device,
+) -> Evaluation {
+    evaluate(
+        model,
+        &data.test,
+        &data.batcher,
+        exp.data.eval_batch_size,
+        data.input.num_classes,
+        device,
+    )
+}
+
+/// Refuses to overwrite a run by accident, and to resume one with a different config.
+fn prepare_run_dir(exp: &Experiment, run_dir: &Path, resume: bool) -> Result<()> {
+    let has_checkpoint = crate::checkpoint::latest(run_dir)
+        .with_context(|| format!("cannot read {}", run_dir.display()))?
+        .is_some();
+    let saved = run_dir.join(CONFIG_FILE);
+    if !resume && (has_checkpoint || run_dir.join(MODEL_FILE).exists()) {
+        bail!(
+            "{} already holds a run; pass --resume to continue it, or --out DIR to start a new one",
+            run_dir.display()
+        );
+    }
+    if resume && saved.exists() {
+        let text = std::fs::read_to_string(&saved)
+            .with_context(|| format!("cannot read {}", saved.display()))?;
+        let mut before = Experiment::parse(&text, &saved.display().to_string(), &[])?;
+        // More (or fewer) epochs is the one change a resumed run may make.
+        before.train.epochs = exp.train.epochs;
+        if before.to_toml() != exp.to_toml() {
+            bail!(
+                "{} was trained with a different config (see {}); resume with the same config, or start a new run with --out DIR",
+                run_dir.display(),
+                saved.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))
+}
+
+fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value).expect("metrics serialize");
+    write_atomic(path, &text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A finished run's config and trained model, on `device`.
+pub fn load_trained(run_dir: &Path, device: &Device) -> Result<(Experiment, Model)> {
+    let config_path = run_dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&config_path).with_context(|| {
+        format!(
+            "{} is not a run directory (no {CONFIG_FILE})",
+            run_dir.display()
+        )
+    })?;
+    let exp = Experiment::parse(&text, &config_path.display().to_string(), &[])?;
+    let model_path = run_dir.join(MODEL_FILE);
+    if !model_path.exists() {
+        bail!("{} has no trained model yet ({MODEL_FILE}); finish the run with `zoo train CONFIG --resume`", run_dir.display());
+    }
+    let input = data::model_input(&exp.data);
+    let model = load_module(exp.model.init(&input, device), &model_path)?;
+    Ok((exp, model))
+}
+
+/// Re-evaluates a finished run's saved model on the test split.
+pub fn eval(run_dir: &Path, backend: Backend) -> Result<Evaluation> {
+    let device = backend.device();
+    let (exp, model) = load_trained(run_dir, &device)?;
+    let norm_path = run_dir.join(NORMALIZATION_FILE);
+    let standardization: Standardization = serde_json::from_str(
+        &std::fs::read_to_string(&norm_path)
+            .with_context(|| format!("cannot read {}", norm_path.display()))?,
+    )
+    .with_context(|| format!("{}: not a standardization", norm_path.display()))?;
+    let dir = exp.data.resolved_dir().expect("validated");
+    let test = data::load_test(&exp.data, &dir).context("cannot load the dataset")?;
+    let batcher = datasets::ImageBatcher::new(standardization, test.set());
+    let num_classes = data::model_input(&exp.data).num_classes;
+    let evaluation = evaluate(
+        &model,
+        &test,
+        &batcher,
+        exp.data.eval_batch_size,
+        num_classes,
+        &device,
+    );
+    println!("{}", evaluation.to_table(&exp.data.dataset.class_names()));
+    Ok(evaluation)
+}
+
+/// `zoo check`: the config is valid and the model builds; returns a one-paragraph report.
+pub fn check(exp: &Experiment) -> Result<String> {
+    let summary = summarize(exp);
+    let model = exp.model.init(&summary.input, &Backend::Flex.device());
+    let built = model.num_params();
+    if built != summary.total_params + summary.total_buffers {
+        bail!(
+            "internal: the built {} has {built} parameters but the summary counts {} (+ {} buffers)",
+            exp.model.kind(),
+            summary.total_params,
+            summary.total_buffers
+        );
+    }
+    let i = summary.input;
+    Ok(format!(
+        "ok: {} on {} ({}x{}x{}, {} classes): {} trainable parameters, {} buffers, {} multiply-accumulates per example; run directory {}",
+        exp.model.kind(),
+        exp.data.dataset.name(),
+        i.channels,
+        i.height,
+        i.width,
+        i.num_classes,
+        crate::summary::group_digits(summary.total_params),
+        crate::summary::group_digits(summary.total_buffers),
+        crate::summary::group_digits(summary.total_macs),
+        exp.run_dir().display()
+    ))
+}
+
+/// Shipped configs under `dir`, sorted.
+pub fn list_configs(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "toml") {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    found
+}

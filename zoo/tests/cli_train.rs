@@ -1,0 +1,221 @@
+//! Training runs driven through the CLI, on a generated dataset.
+
+mod common;
+use std::time::{Duration, Instant};
+
+use common::*;
+use zoo::run::load_trained;
+use zoo::train::parameter_values;
+
+#[test]
+fn train_writes_metrics_and_eval_reproduces_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic_mnist(&data, 600, 200);
+    let config = write_config(
+        dir.path(),
+        "mlp.toml",
+        &tiny_config("kind = \"mlp\"\nhidden = [32]\ndropout = 0.1", &data, ""),
+    );
+    let out = zoo(dir.path(), &["train", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert_eq!(
+        log.matches("epoch ").count(),
+        2,
+        "one line per epoch when not on a terminal:\n{log}"
+    );
+
+    let run = dir.path().join("runs/mlp");
+    let m = metrics(&run);
+    assert_eq!(m["model"], "mlp");
+    assert_eq!(m["backend"], "flex");
+    assert_eq!(m["params"], 784 * 32 + 32 + 32 * 10 + 10);
+    assert_eq!(m["epochs"], 2);
+    assert_eq!(m["epoch_seconds"].as_array().unwrap().len(), 2);
+    assert!(m["train_samples_per_second"].as_f64().unwrap() > 0.0);
+    let accuracy = m["test"]["accuracy"].as_f64().unwrap();
+    assert!(
+        accuracy > 0.9,
+        "the synthetic classes are easy to separate: {accuracy}"
+    );
+    let confusion = m["test"]["confusion"].as_array().unwrap();
+    let total: u64 = confusion
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 200);
+    assert_eq!(m["test"]["per_class"].as_array().unwrap().len(), 10);
+    assert!(run.join("config.toml").is_file() && run.join("normalization.json").is_file());
+
+    let out = zoo(dir.path(), &["eval", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("accuracy {accuracy:.4}")),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn interrupted_and_resumed_run_ends_with_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic_mnist(&data, 1500, 100);
+    let body = tiny_config(
+        "kind = \"mlp\"\nhidden = [64]\ndropout = 0.3",
+        &data,
+        "epochs = 6",
+    );
+    let body = body.replace("epochs = 2\n", "");
+    let config = write_config(dir.path(), "r.toml", &body);
+    let config = config.to_str().unwrap();
+
+    let out = zoo(dir.path(), &["train", config, "--out", "straight"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Kill the second run as soon as its first checkpoint lands, then resume it.
+    let mut child = zoo_command(dir.path(), &["train", config, "--out", "interrupted"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = dir.path().join("interrupted/checkpoints/epoch-0001");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !first.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !dir.path().join("interrupted/model.bpk").exists(),
+        "the run finished before it could be interrupted"
+    );
+
+    let out = zoo(
+        dir.path(),
+        &["train", config, "--out", "interrupted", "--resume"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("resuming after epoch"),
+        "{}",
+        stderr(&out)
+    );
+    let device = zoo::backend::Backend::Flex.device();
+    let weights =
+        |run: &str| parameter_values(&load_trained(&dir.path().join(run), &device).unwrap().1);
+    let straight = weights("straight");
+    assert!(straight.len() > 50_000);
+    assert!(
+        straight == weights("interrupted"),
+        "resumed weights differ from the uninterrupted run's"
+    );
+    let a = metrics(&dir.path().join("straight"));
+    let b = metrics(&dir.path().join("interrupted"));
+    assert_eq!(a["test"]["accuracy"], b["test"]["accuracy"]);
+    assert_eq!(b["history"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn resume_refuses_a_changed_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic_mnist(&data, 300, 50);
+    let config = write_config(
+        dir.path(),
+        "c.toml",
+        &tiny_config("kind = \"softmax\"", &data, ""),
+    );
+    let config = config.to_str().unwrap();
+    assert!(zoo(dir.path(), &["train", config, "--epochs", "1"])
+        .status
+        .success());
+    // More epochs is allowed; a different learning rate is not.
+    let out = zoo(dir.path(), &["train", config, "--epochs", "2", "--resume"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(metrics(&dir.path().join("runs/c"))["epochs"], 2);
+    let err = assert_clean_failure(&zoo(
+        dir.path(),
+        &["train", config, "--resume", "--set", "train.lr=0.5"],
+    ));
+    assert!(err.contains("different config"), "{err}");
+}
+
+#[test]
+fn mlp_trains_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic_mnist(&data, 400, 100);
+    let config = write_config(
+        dir.path(),
+        "m.toml",
+        &tiny_config(
+            "kind = \"mlp\"\nhidden = [32]\nbatch_norm = true",
+            &data,
+            "",
+        ),
+    );
+    for backend in ["flex", "ndarray", "wgpu"] {
+        let out = zoo(
+            dir.path(),
+            &[
+                "train",
+                config.to_str().unwrap(),
+                "--backend",
+                backend,
+                "--out",
+                backend,
+            ],
+        );
+        assert!(out.status.success(), "{backend}: {}", stderr(&out));
+        let m = metrics(&dir.path().join(backend));
+        assert_eq!(m["backend"], backend);
+        assert!(
+            m["test"]["accuracy"].as_f64().unwrap() > 0.8,
+            "{backend}: {}",
+            m["test"]
+        );
+    }
+}
+
+#[test]
+fn summary_json_and_check_agree_with_the_built_model() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = zoo(
+        &root,
+        &["summary", "configs/fashion-mnist/mlp.toml", "--json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        s["total_params"],
+        784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    );
+    assert_eq!(s["total_macs"], 784 * 256 + 256 * 128 + 128 * 10);
+    let layers = s["layers"].as_array().unwrap();
+    assert_eq!(
+        layers.last().unwrap()["output_shape"],
+        serde_json::json!([10])
+    );
+    for key in ["name", "kind", "output_shape", "params", "macs"] {
+        assert!(layers[0].get(key).is_some(), "layer rows carry {key}");
+    }
+    // `check` builds the module and compares its parameter count with the summary's.
+    let out = zoo(
+        &root,
+        &[
+            "check",
+            "configs/fashion-mnist/mlp.toml",
+            "--set",
+            "model.batch_norm=true",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("235,914 trainable parameters, 768 buffers"),
+        "{}",
+        stdout(&out)
+    );
+}

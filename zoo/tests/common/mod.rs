@@ -1,0 +1,121 @@
+//! Helpers for the CLI tests: a generated MNIST-format dataset and a `zoo` command.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use datasets::idx::encode_idx;
+
+pub const FASHION_MNIST: &str = datasets::DEFAULT_FASHION_MNIST_DIR;
+
+/// Writes a learnable 10-class, 28x28 dataset in IDX format: class c lights rows 2c..2c+3,
+/// with pseudo-random noise everywhere.
+pub fn write_synthetic_mnist(dir: &Path, train: usize, test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (prefix, n, salt) in [("train", train, 1u64), ("t10k", test, 2u64)] {
+        let mut pixels = Vec::with_capacity(n * 784);
+        let mut labels = Vec::with_capacity(n);
+        let mut state = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for i in 0..n {
+            let class = (i * 7 + salt as usize) % 10;
+            labels.push(class as u8);
+            for row in 0..28 {
+                for _ in 0..28 {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let noise = (state % 90) as u8;
+                    let lit = row >= 2 * class && row < 2 * class + 3;
+                    pixels.push(if lit { 160 + noise } else { noise });
+                }
+            }
+        }
+        std::fs::write(
+            dir.join(format!("{prefix}-images-idx3-ubyte")),
+            encode_idx(&[n, 28, 28], &pixels),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            encode_idx(&[n], &labels),
+        )
+        .unwrap();
+    }
+}
+
+/// Writes `body` as `name` in `dir` and returns its path.
+pub fn write_config(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// The `zoo` binary, run in `cwd` with the given arguments.
+pub fn zoo(cwd: &Path, args: &[&str]) -> Output {
+    zoo_command(cwd, args).output().expect("zoo runs")
+}
+
+pub fn zoo_command(cwd: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zoo"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    cmd
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts a failed run printed one clear `error:` line and no panic trace.
+pub fn assert_clean_failure(out: &Output) -> String {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr:\n{err}"
+    );
+    assert!(
+        err.starts_with("error: "),
+        "stderr should start with `error: `:\n{err}"
+    );
+    assert!(
+        !err.contains("panicked")
+            && !err.contains("internal error")
+            && !err.contains("RUST_BACKTRACE"),
+        "panic in stderr:\n{err}"
+    );
+    err
+}
+
+/// A small, quick experiment over the synthetic dataset in `data_dir`.
+pub fn tiny_config(model: &str, data_dir: &Path, extra: &str) -> String {
+    format!(
+        r#"[model]
+{model}
+
+[data]
+dataset = "mnist"
+dir = "{}"
+val_size = 100
+batch_size = 32
+eval_batch_size = 200
+
+[train]
+epochs = 2
+optimizer = "momentum"
+lr = 0.01
+seed = 3
+{extra}
+"#,
+        data_dir.display()
+    )
+}
+
+/// The `metrics.json` of a run.
+pub fn metrics(run_dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run_dir.join("metrics.json")).unwrap()).unwrap()
+}
