@@ -62,7 +62,8 @@ pub fn run(args: &Args) -> Result<()> {
             }
             let mut row: Value =
                 serde_json::from_slice(&out.stdout).context("zoo bench printed no JSON")?;
-            row["config"] = Value::String(config.display().to_string());
+            let shown = config.strip_prefix(&root).unwrap_or(config);
+            row["config"] = Value::String(shown.display().to_string());
             rows.push(row);
         }
     }

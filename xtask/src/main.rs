@@ -26,5 +26,6 @@ fn main() -> anyhow::Result<()> {
 
 /// The workspace root (xtask sits one level below it).
 fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let xtask_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask_dir.parent().unwrap_or(xtask_dir).to_path_buf()
 }

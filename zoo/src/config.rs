@@ -503,7 +503,9 @@ impl Experiment {
         };
         data.validate().map_err(|e| locate("data", e))?;
         train.validate().map_err(|e| locate("train", e))?;
-        model.validate().map_err(|e| locate("model", e))?;
+        model
+            .validate(&crate::data::model_input(&data))
+            .map_err(|e| locate("model", e))?;
         Ok(Experiment {
             model,
             data,

@@ -44,21 +44,7 @@ pub struct LayerSummary {
 
 impl LayerSummary {
     pub fn flatten(input: &ModelInput) -> Self {
-        Self {
-            name: "flatten".into(),
-            kind: "flatten".into(),
-            hyper: format!(
-                "{}x{}x{} -> {}",
-                input.channels,
-                input.height,
-                input.width,
-                input.flat_size()
-            ),
-            output_shape: vec![input.flat_size()],
-            params: 0,
-            buffers: 0,
-            macs: 0,
-        }
+        Self::flatten_map("flatten", [input.channels, input.height, input.width])
     }
 
     /// FC: n_out (n_in + 1) parameters and n_in n_out multiply-accumulates.
@@ -71,6 +57,82 @@ impl LayerSummary {
             params: n_out * (n_in + 1),
             buffers: 0,
             macs: n_in * n_out,
+        }
+    }
+
+    /// Convolution: K (F F C_in + 1) parameters and H_out W_out K F F C_in multiply-accumulates.
+    /// `input` is `[channels, height, width]`.
+    pub fn conv2d(
+        name: &str,
+        input: [usize; 3],
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Self {
+        let [c_in, h, w] = input;
+        let (h_out, w_out) = (
+            conv_output_size(h, kernel, stride, padding, false),
+            conv_output_size(w, kernel, stride, padding, false),
+        );
+        Self {
+            name: name.into(),
+            kind: "conv2d".into(),
+            hyper: format!("{out_channels}@{kernel}x{kernel}/{stride} pad {padding}"),
+            output_shape: vec![out_channels, h_out, w_out],
+            params: out_channels * (kernel * kernel * c_in + 1),
+            buffers: 0,
+            macs: h_out * w_out * out_channels * kernel * kernel * c_in,
+        }
+    }
+
+    /// Pooling: no parameters, H_out W_out C F F multiply-accumulates (the notes' count).
+    pub fn pool2d(
+        name: &str,
+        kind: &str,
+        input: [usize; 3],
+        kernel: usize,
+        stride: usize,
+        ceil: bool,
+    ) -> Self {
+        let [c, h, w] = input;
+        let (h_out, w_out) = (
+            conv_output_size(h, kernel, stride, 0, ceil),
+            conv_output_size(w, kernel, stride, 0, ceil),
+        );
+        Self {
+            name: name.into(),
+            kind: kind.into(),
+            hyper: format!(
+                "{kernel}x{kernel}/{stride}{}",
+                if ceil { " ceil" } else { "" }
+            ),
+            output_shape: vec![c, h_out, w_out],
+            params: 0,
+            buffers: 0,
+            macs: h_out * w_out * c * kernel * kernel,
+        }
+    }
+
+    /// The output shape as `[channels, height, width]`, for the next layer's input.
+    pub fn chw(&self) -> [usize; 3] {
+        match self.output_shape[..] {
+            [c, h, w] => [c, h, w],
+            _ => panic!("{} is not a feature map", self.name),
+        }
+    }
+
+    /// Flattens a feature map into a vector.
+    pub fn flatten_map(name: &str, input: [usize; 3]) -> Self {
+        let [c, h, w] = input;
+        Self {
+            name: name.into(),
+            kind: "flatten".into(),
+            hyper: format!("{h}x{w}x{c} -> {}", c * h * w),
+            output_shape: vec![c * h * w],
+            params: 0,
+            buffers: 0,
+            macs: 0,
         }
     }
 
@@ -131,7 +193,7 @@ impl Summary {
             "layer",
             "kind",
             "hyperparameters",
-            "output",
+            "output (HxWxC)",
             "params",
             "MACs",
         ];
@@ -143,11 +205,7 @@ impl Summary {
                     l.name.clone(),
                     l.kind.clone(),
                     l.hyper.clone(),
-                    l.output_shape
-                        .iter()
-                        .map(|d| d.to_string())
-                        .collect::<Vec<_>>()
-                        .join("x"),
+                    notes_shape(&l.output_shape),
                     group_digits(l.params),
                     group_digits(l.macs),
                 ]
@@ -188,6 +246,18 @@ impl Summary {
             group_digits(self.total_macs)
         ));
         out.join("\n")
+    }
+}
+
+/// A shape as the notes write it: feature maps height x width x channels, vectors as a length.
+pub fn notes_shape(shape: &[usize]) -> String {
+    match shape {
+        [c, h, w] => format!("{h}x{w}x{c}"),
+        other => other
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x"),
     }
 }
 

@@ -72,7 +72,7 @@ impl Default for MlpConfig {
 }
 
 impl MlpConfig {
-    pub fn validate(&self) -> Result<(), Invalid> {
+    pub fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
         if let Some(i) = self.hidden.iter().position(|&h| h == 0) {
             return Err((
                 format!("hidden[{i}]"),

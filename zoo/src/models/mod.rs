@@ -1,6 +1,7 @@
 //! The model registry: one enum of configs (the TOML `model.kind`), one enum of built modules
 //! (what the trainer holds), and the small trait through which the trainer meets any model.
 
+pub mod lenet;
 pub mod linear;
 pub mod mlp;
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{section, ConfigError, Invalid, Source};
 use crate::summary::LayerSummary;
 
+pub use lenet::{LeNet5, LeNet5Config};
 pub use linear::{SoftmaxConfig, SoftmaxRegression};
 pub use mlp::{Mlp, MlpConfig};
 
@@ -76,10 +78,12 @@ pub fn linear_layer(
 pub enum ModelConfig {
     Softmax(SoftmaxConfig),
     Mlp(MlpConfig),
+    #[serde(rename = "lenet5")]
+    LeNet5(LeNet5Config),
 }
 
 impl ModelConfig {
-    pub const KINDS: &'static [&'static str] = &["softmax", "mlp"];
+    pub const KINDS: &'static [&'static str] = &["softmax", "mlp", "lenet5"];
 
     /// Reads the family `kind` from the rest of `[model]`; `None` when the kind is unknown.
     pub(crate) fn from_table(
@@ -90,6 +94,7 @@ impl ModelConfig {
         Some(match kind {
             "softmax" => section(value, "model", src).map(ModelConfig::Softmax),
             "mlp" => section(value, "model", src).map(ModelConfig::Mlp),
+            "lenet5" => section(value, "model", src).map(ModelConfig::LeNet5),
             _ => return None,
         })
     }
@@ -98,13 +103,16 @@ impl ModelConfig {
         match self {
             ModelConfig::Softmax(_) => "softmax",
             ModelConfig::Mlp(_) => "mlp",
+            ModelConfig::LeNet5(_) => "lenet5",
         }
     }
 
-    pub fn validate(&self) -> Result<(), Invalid> {
+    /// Checks the model's own keys against the input the data will give it.
+    pub fn validate(&self, input: &ModelInput) -> Result<(), Invalid> {
         match self {
             ModelConfig::Softmax(_) => Ok(()),
-            ModelConfig::Mlp(c) => c.validate(),
+            ModelConfig::Mlp(c) => c.validate(input),
+            ModelConfig::LeNet5(c) => c.validate(input),
         }
     }
 
@@ -112,6 +120,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Softmax(c) => Model::Softmax(c.init(input, device)),
             ModelConfig::Mlp(c) => Model::Mlp(c.init(input, device)),
+            ModelConfig::LeNet5(c) => Model::LeNet5(c.init(input, device)),
         }
     }
 
@@ -120,6 +129,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Softmax(c) => c.layers(input),
             ModelConfig::Mlp(c) => c.layers(input),
+            ModelConfig::LeNet5(c) => c.layers(input),
         }
     }
 }
@@ -144,6 +154,7 @@ pub trait ImageClassifier: Module + core::fmt::Debug {
 pub enum Model {
     Softmax(SoftmaxRegression),
     Mlp(Mlp),
+    LeNet5(LeNet5),
 }
 
 impl ImageClassifier for Model {
@@ -151,6 +162,7 @@ impl ImageClassifier for Model {
         match self {
             Model::Softmax(m) => m.forward(images),
             Model::Mlp(m) => m.forward(images),
+            Model::LeNet5(m) => m.forward(images),
         }
     }
 }
