@@ -35,6 +35,26 @@ impl ImageSet {
         &self.pixels[index * size..(index + 1) * size]
     }
 
+    /// Keeps the images whose label `map` sends to `Some(new_label)`, relabeled: for
+    /// two-class tasks (shirt vs T-shirt) and one-vs-rest.
+    pub fn relabeled(&self, map: impl Fn(u8) -> Option<u8>, num_classes: usize) -> Self {
+        let size = self.image_size();
+        let mut out = ImageSet {
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            num_classes,
+            ..*self
+        };
+        for (i, &label) in self.labels.iter().enumerate() {
+            if let Some(new) = map(label) {
+                out.labels.push(new);
+                out.pixels
+                    .extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
+            }
+        }
+        out
+    }
+
     /// The first `n` images (all of them if `n` is larger): for quick runs and tests.
     pub fn truncated(mut self, n: usize) -> Self {
         let n = n.min(self.len());
@@ -126,6 +146,13 @@ mod tests {
             width: 2,
             num_classes: 2,
         }
+    }
+
+    #[test]
+    fn relabeling_filters_and_renumbers() {
+        let set = tiny_set().relabeled(|l| (l == 1).then_some(0), 1);
+        assert_eq!(set.labels, vec![0]);
+        assert_eq!(set.pixels, vec![255, 255, 255, 255]);
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct DataConfig {
     pub train_limit: Option<usize>,
     /// Use only the first N test images; all when absent.
     pub test_limit: Option<usize>,
+    /// Keep only these classes, relabeled 0, 1, ... in this order (e.g. [0, 6]: T-shirt vs shirt).
+    pub classes: Option<Vec<u8>>,
+    /// A two-class task: this class (label 1) against all the others (label 0).
+    pub one_vs_rest: Option<u8>,
 }
 
 impl Default for DataConfig {
@@ -65,6 +69,8 @@ impl Default for DataConfig {
             eval_batch_size: 1000,
             train_limit: None,
             test_limit: None,
+            classes: None,
+            one_vs_rest: None,
         }
     }
 }
@@ -103,6 +109,45 @@ impl DataConfig {
         }
         if let Some(n) = self.test_limit {
             positive("test_limit", n)?;
+        }
+        let (_, _, _, dataset_classes) = self.dataset.shape();
+        let out_of_range = |c: u8| c as usize >= dataset_classes;
+        if let Some(classes) = &self.classes {
+            if self.one_vs_rest.is_some() {
+                return Err((
+                    "one_vs_rest".into(),
+                    "set data.classes or data.one_vs_rest, not both".into(),
+                ));
+            }
+            if classes.len() < 2 {
+                return Err((
+                    "classes".into(),
+                    format!("expected at least two classes, got {classes:?}"),
+                ));
+            }
+            if let Some(i) = classes.iter().position(|&c| out_of_range(c)) {
+                return Err((
+                    format!("classes[{i}]"),
+                    format!(
+                        "expected a class below {dataset_classes}, got {}",
+                        classes[i]
+                    ),
+                ));
+            }
+            if let Some(i) = (1..classes.len()).find(|&i| classes[..i].contains(&classes[i])) {
+                return Err((
+                    format!("classes[{i}]"),
+                    format!("class {} is listed twice", classes[i]),
+                ));
+            }
+        }
+        if let Some(c) = self.one_vs_rest {
+            if out_of_range(c) {
+                return Err((
+                    "one_vs_rest".into(),
+                    format!("expected a class below {dataset_classes}, got {c}"),
+                ));
+            }
         }
         Ok(())
     }
@@ -198,6 +243,11 @@ pub struct TrainConfig {
     pub clip_grad_value: Option<f64>,
     /// Stop when validation loss has not improved for this many epochs.
     pub early_stopping_patience: Option<usize>,
+    /// L1 penalty l1 * sum |w| on weight matrices and kernels, added to the loss.
+    pub l1: f64,
+    /// L2 penalty l2 * sum w^2 added to the loss (with `l1`: the elastic net). Unlike
+    /// `weight_decay`, which the optimizer applies, this is part of the reported loss.
+    pub l2: f64,
 }
 
 impl Default for TrainConfig {
@@ -216,6 +266,8 @@ impl Default for TrainConfig {
             clip_grad_norm: None,
             clip_grad_value: None,
             early_stopping_patience: None,
+            l1: 0.0,
+            l2: 0.0,
         }
     }
 }
@@ -256,6 +308,11 @@ impl TrainConfig {
                 if v <= 0.0 {
                     return Err((key.into(), format!("expected a positive number, got {v}")));
                 }
+            }
+        }
+        for (key, v) in [("l1", self.l1), ("l2", self.l2)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err((key.into(), format!("expected a number >= 0, got {v}")));
             }
         }
         if self.clip_grad_norm.is_some() && self.clip_grad_value.is_some() {

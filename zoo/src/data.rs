@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datasets::images::train_val_split;
-use datasets::{DataError, ImageBatcher, ImageDataset, Split, Standardization};
+use datasets::{DataError, ImageBatcher, ImageDataset, ImageSet, Split, Standardization};
 
 use crate::config::{DataConfig, Normalize};
 use crate::models::ModelInput;
@@ -22,13 +22,49 @@ pub struct PreparedData {
 
 /// The model input a data config implies, without reading any file.
 pub fn model_input(config: &DataConfig) -> ModelInput {
-    let (channels, height, width, num_classes) = config.dataset.shape();
+    let (channels, height, width, _) = config.dataset.shape();
     ModelInput {
         channels,
         height,
         width,
-        num_classes,
+        num_classes: class_names(config).len(),
     }
+}
+
+/// The names of the task's classes, after `classes` / `one_vs_rest` are applied.
+pub fn class_names(config: &DataConfig) -> Vec<String> {
+    let names = config.dataset.class_names();
+    match (&config.classes, config.one_vs_rest) {
+        (Some(classes), _) => classes.iter().map(|&c| names[c as usize].clone()).collect(),
+        (None, Some(c)) => vec![
+            format!("not {}", names[c as usize]),
+            names[c as usize].clone(),
+        ],
+        (None, None) => names,
+    }
+}
+
+/// Reads a split and applies the task's class selection and size limit.
+fn load_split(
+    config: &DataConfig,
+    dir: &Path,
+    split: Split,
+    limit: Option<usize>,
+) -> Result<ImageSet, DataError> {
+    let mut set = config.dataset.load(dir, split)?;
+    let num_classes = class_names(config).len();
+    if let Some(classes) = &config.classes {
+        set = set.relabeled(
+            |l| classes.iter().position(|&c| c == l).map(|i| i as u8),
+            num_classes,
+        );
+    } else if let Some(positive) = config.one_vs_rest {
+        set = set.relabeled(|l| Some(u8::from(l == positive)), num_classes);
+    }
+    Ok(match limit {
+        Some(n) => set.truncated(n),
+        None => set,
+    })
 }
 
 /// Reads the training and test files, splits off validation, and fits the standardization
@@ -40,10 +76,7 @@ pub fn prepare(
     let dir = config
         .resolved_dir()
         .expect("validated: the data directory is known");
-    let mut train_set = config.dataset.load(&dir, Split::Train)?;
-    if let Some(n) = config.train_limit {
-        train_set = train_set.truncated(n);
-    }
+    let train_set = load_split(config, &dir, Split::Train, config.train_limit)?;
     let test = load_test(config, &dir)?;
     let (train_idx, val_idx) = train_val_split(train_set.len(), config.val_size, config.split_seed);
     let standardization = standardization.unwrap_or_else(|| match config.normalize {
@@ -58,15 +91,12 @@ pub fn prepare(
         test,
         batcher,
         input: model_input(config),
-        class_names: config.dataset.class_names(),
+        class_names: class_names(config),
     })
 }
 
 /// Only the test split, for `zoo eval`.
 pub fn load_test(config: &DataConfig, dir: &Path) -> Result<ImageDataset, DataError> {
-    let mut test_set = config.dataset.load(dir, Split::Test)?;
-    if let Some(n) = config.test_limit {
-        test_set = test_set.truncated(n);
-    }
+    let test_set = load_split(config, dir, Split::Test, config.test_limit)?;
     Ok(ImageDataset::whole(Arc::new(test_set)))
 }

@@ -12,6 +12,8 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod fsutil;
+pub mod gradcheck;
+pub mod losses;
 pub mod models;
 pub mod run;
 pub mod schedule;

@@ -203,7 +203,7 @@ pub fn eval(run_dir: &Path, backend: Backend) -> Result<Evaluation> {
         num_classes,
         &device,
     );
-    println!("{}", evaluation.to_table(&exp.data.dataset.class_names()));
+    println!("{}", evaluation.to_table(&data::class_names(&exp.data)));
     Ok(evaluation)
 }
 

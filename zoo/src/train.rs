@@ -25,6 +25,7 @@ use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, STATE_FILE};
 use crate::config::{OptimizerKind, ScheduleKind, TrainConfig};
 use crate::data::PreparedData;
 use crate::eval::evaluate;
+use crate::losses::weight_penalty;
 use crate::models::ImageClassifier;
 use crate::schedule::{learning_rate, PlateauState};
 
@@ -274,7 +275,10 @@ impl Trainer<'_> {
                 let batch = batch.expect("in-memory datasets do not fail");
                 let n = batch.targets.dims()[0];
                 let logits = model.logits(batch.images);
-                let loss = model.loss(logits.clone(), batch.targets.clone());
+                let mut loss = model.loss(logits.clone(), batch.targets.clone());
+                if let Some(penalty) = weight_penalty(&model, self.config.l1, self.config.l2) {
+                    loss = loss + penalty;
+                }
                 correct += logits
                     .argmax(1)
                     .squeeze_dim::<1>(1)

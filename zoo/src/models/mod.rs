@@ -13,7 +13,9 @@ use crate::config::{section, ConfigError, Invalid, Source};
 use crate::summary::LayerSummary;
 
 pub use lenet::{LeNet5, LeNet5Config};
-pub use linear::{SoftmaxConfig, SoftmaxRegression};
+pub use linear::{
+    LinearLoss, LogisticConfig, LogisticRegression, SoftmaxConfig, SoftmaxRegression,
+};
 pub use mlp::{Mlp, MlpConfig};
 
 /// What the data hands a model: the image shape and the number of classes.
@@ -77,13 +79,14 @@ pub fn linear_layer(
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ModelConfig {
     Softmax(SoftmaxConfig),
+    Logistic(LogisticConfig),
     Mlp(MlpConfig),
     #[serde(rename = "lenet5")]
     LeNet5(LeNet5Config),
 }
 
 impl ModelConfig {
-    pub const KINDS: &'static [&'static str] = &["softmax", "mlp", "lenet5"];
+    pub const KINDS: &'static [&'static str] = &["softmax", "logistic", "mlp", "lenet5"];
 
     /// Reads the family `kind` from the rest of `[model]`; `None` when the kind is unknown.
     pub(crate) fn from_table(
@@ -93,6 +96,7 @@ impl ModelConfig {
     ) -> Option<Result<Self, ConfigError>> {
         Some(match kind {
             "softmax" => section(value, "model", src).map(ModelConfig::Softmax),
+            "logistic" => section(value, "model", src).map(ModelConfig::Logistic),
             "mlp" => section(value, "model", src).map(ModelConfig::Mlp),
             "lenet5" => section(value, "model", src).map(ModelConfig::LeNet5),
             _ => return None,
@@ -102,6 +106,7 @@ impl ModelConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             ModelConfig::Softmax(_) => "softmax",
+            ModelConfig::Logistic(_) => "logistic",
             ModelConfig::Mlp(_) => "mlp",
             ModelConfig::LeNet5(_) => "lenet5",
         }
@@ -110,7 +115,8 @@ impl ModelConfig {
     /// Checks the model's own keys against the input the data will give it.
     pub fn validate(&self, input: &ModelInput) -> Result<(), Invalid> {
         match self {
-            ModelConfig::Softmax(_) => Ok(()),
+            ModelConfig::Softmax(c) => c.validate(input),
+            ModelConfig::Logistic(c) => c.validate(input),
             ModelConfig::Mlp(c) => c.validate(input),
             ModelConfig::LeNet5(c) => c.validate(input),
         }
@@ -119,6 +125,7 @@ impl ModelConfig {
     pub fn init(&self, input: &ModelInput, device: &Device) -> Model {
         match self {
             ModelConfig::Softmax(c) => Model::Softmax(c.init(input, device)),
+            ModelConfig::Logistic(c) => Model::Logistic(c.init(input, device)),
             ModelConfig::Mlp(c) => Model::Mlp(c.init(input, device)),
             ModelConfig::LeNet5(c) => Model::LeNet5(c.init(input, device)),
         }
@@ -128,6 +135,7 @@ impl ModelConfig {
     pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
         match self {
             ModelConfig::Softmax(c) => c.layers(input),
+            ModelConfig::Logistic(c) => c.layers(input),
             ModelConfig::Mlp(c) => c.layers(input),
             ModelConfig::LeNet5(c) => c.layers(input),
         }
@@ -143,9 +151,7 @@ pub trait ImageClassifier: Module + core::fmt::Debug {
 
     /// The training loss over a batch (softmax cross-entropy unless the model says otherwise).
     fn loss(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-        CrossEntropyLossConfig::new()
-            .init(&logits.device())
-            .forward(logits, targets)
+        cross_entropy(logits, targets)
     }
 }
 
@@ -153,6 +159,7 @@ pub trait ImageClassifier: Module + core::fmt::Debug {
 #[derive(Module, Debug)]
 pub enum Model {
     Softmax(SoftmaxRegression),
+    Logistic(LogisticRegression),
     Mlp(Mlp),
     LeNet5(LeNet5),
 }
@@ -161,8 +168,24 @@ impl ImageClassifier for Model {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         match self {
             Model::Softmax(m) => m.forward(images),
+            Model::Logistic(m) => m.forward(images),
             Model::Mlp(m) => m.forward(images),
             Model::LeNet5(m) => m.forward(images),
         }
     }
+
+    fn loss(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+        match self {
+            Model::Softmax(m) => m.loss(logits, targets),
+            Model::Logistic(m) => m.loss(logits, targets),
+            _ => cross_entropy(logits, targets),
+        }
+    }
+}
+
+/// Softmax cross-entropy over `[batch, classes]` scores, the default training loss.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits, targets)
 }
