@@ -77,6 +77,23 @@ pub fn train_val_split(len: usize, val_size: usize, seed: u64) -> (Vec<usize>, V
     (train, val)
 }
 
+/// k-fold cross-validation splits of `0..len`: `folds` (train, validation) pairs whose
+/// validation parts are disjoint, cover everything, and differ in size by at most one.
+pub fn kfold_split(len: usize, folds: usize, seed: u64) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    (0..folds)
+        .map(|f| {
+            let (lo, hi) = (f * len / folds, (f + 1) * len / folds);
+            let mut val = order[lo..hi].to_vec();
+            let mut train: Vec<usize> = order[..lo].iter().chain(&order[hi..]).copied().collect();
+            val.sort_unstable();
+            train.sort_unstable();
+            (train, val)
+        })
+        .collect()
+}
+
 /// Per-channel standardization of pixel values scaled to [0, 1]: x' = (x / 255 - mean) / std.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Standardization {
@@ -165,6 +182,19 @@ mod tests {
         assert_eq!(all, (0..100).collect::<Vec<_>>());
         assert_eq!(train_val_split(100, 10, 7), (train, val.clone()));
         assert_ne!(train_val_split(100, 10, 8).1, val);
+    }
+
+    #[test]
+    fn kfold_parts_partition_the_set() {
+        let folds = kfold_split(23, 5, 1);
+        let mut seen: Vec<usize> = folds.iter().flat_map(|(_, v)| v.clone()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..23).collect::<Vec<_>>());
+        for (train, val) in &folds {
+            assert!(val.len() == 4 || val.len() == 5);
+            assert_eq!(train.len() + val.len(), 23);
+            assert!(train.iter().all(|i| !val.contains(i)));
+        }
     }
 
     #[test]

@@ -81,12 +81,12 @@ pub fn run(args: &Args) -> Result<()> {
 
 fn markdown(rows: &[Value]) -> String {
     let mut out = String::from(
-        "| config | backend | loader images/s | train images/s (batch) | inference images/s (batch) | peak memory |\n|---|---|---:|---:|---:|---:|\n",
+        "| config | backend | loader images/s | train images/s (batch) | inference images/s (batch) | test split predicted in | peak memory |\n|---|---|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let rate = |k: &str| r[k].as_f64().map_or("-".into(), |v| format!("{v:.0}"));
         out += &format!(
-            "| {} | {} | {} | {} ({}) | {} ({}) | {} |\n",
+            "| {} | {} | {} | {} ({}) | {} ({}) | {} | {} |\n",
             r["config"].as_str().unwrap_or("?"),
             r["backend"].as_str().unwrap_or("?"),
             rate("loader_samples_per_second"),
@@ -94,6 +94,9 @@ fn markdown(rows: &[Value]) -> String {
             r["batch_size"],
             rate("inference_samples_per_second"),
             r["inference_batch_size"],
+            r["test_prediction_seconds"]
+                .as_f64()
+                .map_or("-".into(), |s| format!("{s:.1} s")),
             r["peak_memory_mib"]
                 .as_f64()
                 .map_or("n/a".into(), |m| format!("{m:.0} MiB")),

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::config::Experiment;
 use crate::data::prepare;
-use crate::models::ImageClassifier;
+use crate::eval::evaluate;
+use crate::models::{ImageClassifier, ModelConfig};
+use crate::run::fit_knn;
 use crate::train::build_optimizer;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,9 +24,13 @@ pub struct BenchResult {
     pub batch_size: usize,
     /// Batches per second the loader alone delivers (decode, standardize, upload), as images/s.
     pub loader_samples_per_second: f64,
-    pub train_samples_per_second: f64,
+    /// Absent for kNN, which does not train.
+    pub train_samples_per_second: Option<f64>,
     pub inference_batch_size: usize,
     pub inference_samples_per_second: f64,
+    /// kNN only: seconds to predict the whole test split (fitting excluded).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub test_prediction_seconds: Option<f64>,
     /// Peak resident set size of the process (VmHWM), where the OS reports it.
     pub peak_memory_mib: Option<f64>,
 }
@@ -57,6 +63,31 @@ pub fn bench(
     }
     device.sync().ok();
     let loader_rate = images as f64 / started.elapsed().as_secs_f64();
+
+    if let ModelConfig::Knn(knn) = &exp.model {
+        let model = fit_knn(knn, &data, &device);
+        let started = Instant::now();
+        let evaluation = evaluate(
+            &model,
+            &data.test,
+            &data.batcher,
+            exp.data.eval_batch_size,
+            data.input.num_classes,
+            &device,
+        );
+        let seconds = started.elapsed().as_secs_f64();
+        return Ok(BenchResult {
+            model: exp.model.kind().into(),
+            backend: backend.name().into(),
+            batch_size,
+            loader_samples_per_second: loader_rate,
+            train_samples_per_second: None,
+            inference_batch_size: exp.data.eval_batch_size,
+            inference_samples_per_second: evaluation.samples as f64 / seconds,
+            test_prediction_seconds: Some(seconds),
+            peak_memory_mib: peak_memory_mib(),
+        });
+    }
 
     let ad = device.clone().autodiff();
     ad.seed(exp.train.seed);
@@ -106,9 +137,10 @@ pub fn bench(
         backend: backend.name().into(),
         batch_size,
         loader_samples_per_second: loader_rate,
-        train_samples_per_second: train_rate,
+        train_samples_per_second: Some(train_rate),
         inference_batch_size: inference_batch,
         inference_samples_per_second: inference_rate,
+        test_prediction_seconds: None,
         peak_memory_mib: peak_memory_mib(),
     })
 }

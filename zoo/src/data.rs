@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datasets::images::train_val_split;
+use datasets::images::{kfold_split, train_val_split};
 use datasets::{DataError, ImageBatcher, ImageDataset, ImageSet, Split, Standardization};
 
 use crate::config::{DataConfig, Normalize};
@@ -76,23 +76,61 @@ pub fn prepare(
     let dir = config
         .resolved_dir()
         .expect("validated: the data directory is known");
-    let train_set = load_split(config, &dir, Split::Train, config.train_limit)?;
+    let train_set = Arc::new(load_split(config, &dir, Split::Train, config.train_limit)?);
     let test = load_test(config, &dir)?;
     let (train_idx, val_idx) = train_val_split(train_set.len(), config.val_size, config.split_seed);
-    let standardization = standardization.unwrap_or_else(|| match config.normalize {
-        Normalize::Standardize => Standardization::fit(&train_set, &train_idx),
-        Normalize::None => Standardization::identity(train_set.channels),
-    });
-    let batcher = ImageBatcher::new(standardization, &train_set);
-    let train_set = Arc::new(train_set);
-    Ok(PreparedData {
-        train: ImageDataset::new(train_set.clone(), train_idx),
-        val: ImageDataset::new(train_set, val_idx),
+    Ok(with_split(
+        config,
+        train_set,
+        train_idx,
+        val_idx,
         test,
-        batcher,
+        standardization,
+    ))
+}
+
+/// Train and validation views of `set`, with the standardization fitted on `train_idx`
+/// unless one is given.
+fn with_split(
+    config: &DataConfig,
+    set: Arc<ImageSet>,
+    train_idx: Vec<usize>,
+    val_idx: Vec<usize>,
+    test: ImageDataset,
+    standardization: Option<Standardization>,
+) -> PreparedData {
+    let standardization = standardization.unwrap_or_else(|| match config.normalize {
+        Normalize::Standardize => Standardization::fit(&set, &train_idx),
+        Normalize::None => Standardization::identity(set.channels),
+    });
+    PreparedData {
+        batcher: ImageBatcher::new(standardization, &set),
+        train: ImageDataset::new(set.clone(), train_idx),
+        val: ImageDataset::new(set, val_idx),
+        test,
         input: model_input(config),
         class_names: class_names(config),
-    })
+    }
+}
+
+/// k-fold cross-validation over the training split (`val_size` is ignored): fold i
+/// validates on the i-th of `folds` seeded, disjoint parts and trains on the rest, with
+/// its own standardization. The test split is left out (empty).
+pub fn cross_validation_folds(
+    config: &DataConfig,
+    folds: usize,
+) -> Result<Vec<PreparedData>, DataError> {
+    let dir = config
+        .resolved_dir()
+        .expect("validated: the data directory is known");
+    let set = Arc::new(load_split(config, &dir, Split::Train, config.train_limit)?);
+    Ok(kfold_split(set.len(), folds, config.split_seed)
+        .into_iter()
+        .map(|(train, val)| {
+            let empty_test = ImageDataset::new(set.clone(), Vec::new());
+            with_split(config, set.clone(), train, val, empty_test, None)
+        })
+        .collect())
 }
 
 /// Only the test split, for `zoo eval`.

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::ImageClassifier;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub samples: usize,
-    pub loss: f64,
+    /// Mean loss; absent for models that minimize none (kNN).
+    pub loss: Option<f64>,
     pub accuracy: f64,
     pub top5: f64,
     pub per_class: Vec<f64>,
@@ -32,15 +33,15 @@ pub fn evaluate<M: ImageClassifier>(
         .set_device(device.clone())
         .build(dataset.clone());
     let mut confusion = vec![vec![0usize; num_classes]; num_classes];
-    let (mut loss_sum, mut top5_hits, mut samples) = (0f64, 0usize, 0usize);
+    let (mut loss_sum, mut top5_hits, mut samples) = (Some(0f64), 0usize, 0usize);
     for batch in loader.iter() {
         let batch = batch.expect("in-memory datasets do not fail");
         let n = batch.targets.dims()[0];
         let logits = model.logits(batch.images);
-        loss_sum += model
-            .loss(logits.clone(), batch.targets.clone())
-            .into_scalar::<f64>()
-            * n as f64;
+        let loss = model.eval_loss(logits.clone(), batch.targets.clone());
+        loss_sum = loss_sum
+            .zip(loss)
+            .map(|(sum, loss)| sum + loss.into_scalar::<f64>() * n as f64);
         let scores: Vec<f32> = logits.try_into_vec_as::<f32>().expect("logits are floats");
         let targets: Vec<i64> = batch
             .targets
@@ -75,7 +76,7 @@ fn rank_of(scores: &[f32], target: usize) -> (usize, usize) {
 
 fn summarize(
     confusion: Vec<Vec<usize>>,
-    loss_sum: f64,
+    loss_sum: Option<f64>,
     top5_hits: usize,
     samples: usize,
 ) -> Evaluation {
@@ -95,7 +96,7 @@ fn summarize(
         .collect();
     Evaluation {
         samples,
-        loss: loss_sum / total,
+        loss: loss_sum.map(|sum| sum / total),
         accuracy: correct as f64 / total,
         top5: top5_hits as f64 / total,
         per_class,
@@ -113,8 +114,13 @@ impl Evaluation {
             .unwrap_or(5)
             .max(5);
         let mut out = format!(
-            "test: {} images  accuracy {:.4}  top-5 {:.4}  loss {:.4}\n\n{:<width$}  {:>8}  confusion (rows: true, columns: predicted)\n",
-            self.samples, self.accuracy, self.top5, self.loss, "class", "accuracy"
+            "test: {} images  accuracy {:.4}  top-5 {:.4}{}\n\n{:<width$}  {:>8}  confusion (rows: true, columns: predicted)\n",
+            self.samples,
+            self.accuracy,
+            self.top5,
+            self.loss.map_or(String::new(), |l| format!("  loss {l:.4}")),
+            "class",
+            "accuracy"
         );
         for (c, row) in self.confusion.iter().enumerate() {
             let name = class_names.get(c).map(String::as_str).unwrap_or("?");
@@ -143,10 +149,10 @@ mod tests {
 
     #[test]
     fn summary_from_confusion() {
-        let e = summarize(vec![vec![3, 1], vec![0, 4]], 4.0, 8, 8);
+        let e = summarize(vec![vec![3, 1], vec![0, 4]], Some(4.0), 8, 8);
         assert_eq!(e.accuracy, 7.0 / 8.0);
         assert_eq!(e.per_class, vec![0.75, 1.0]);
-        assert_eq!(e.loss, 0.5);
+        assert_eq!(e.loss, Some(0.5));
         assert_eq!(e.top5, 1.0);
     }
 }

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod cv;
 pub mod data;
 pub mod eval;
 pub mod fsutil;

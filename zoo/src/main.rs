@@ -45,6 +45,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Backend::Flex)]
         backend: Backend,
     },
+    /// k-fold cross-validation on the training split over swept values, e.g.
+    /// `zoo cv knn.toml --folds 5 --set model.k=1,3,5,7,9`.
+    Cv {
+        /// The experiment file (TOML).
+        config: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// A key and its values to sweep, KEY=V1,V2,... (repeatable: every combination runs).
+        #[arg(long = "set", value_name = "KEY=V1,V2,...")]
+        set: Vec<String>,
+        /// Directory of the dataset's files (overrides data.dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        backend: Backend,
+    },
     /// Validate a config and build its model; trains nothing.
     Check {
         #[command(flatten)]
@@ -161,6 +177,22 @@ fn dispatch(cli: Cli) -> Result<()> {
             backend.make_default();
             run::eval(&run_dir, backend)?;
         }
+        Command::Cv {
+            config,
+            folds,
+            set,
+            data_dir,
+            backend,
+        } => {
+            backend.make_default();
+            let combos = zoo::cv::expand_sweeps(&set).map_err(anyhow::Error::msg)?;
+            let base: Vec<Override> = data_dir
+                .iter()
+                .map(|d| path_override("data.dir", d))
+                .collect();
+            let rows = zoo::cv::cross_validate(&config, &base, &combos, folds, backend)?;
+            println!("{}", zoo::cv::to_table(&rows, folds));
+        }
         Command::Check { config } => {
             Backend::Flex.make_default();
             println!("{}", run::check(&config.load(Vec::new())?)?);
@@ -185,14 +217,15 @@ fn dispatch(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "{} on {}: loader {:.0} images/s, train {:.0} images/s (batch {}), inference {:.0} images/s (batch {}), peak memory {}",
+                    "{} on {}: loader {:.0} images/s, train {} images/s (batch {}), inference {:.0} images/s (batch {}){}, peak memory {}",
                     r.model,
                     r.backend,
                     r.loader_samples_per_second,
-                    r.train_samples_per_second,
+                    r.train_samples_per_second.map_or("-".into(), |v| format!("{v:.0}")),
                     r.batch_size,
                     r.inference_samples_per_second,
                     r.inference_batch_size,
+                    r.test_prediction_seconds.map_or(String::new(), |s| format!(", whole test split predicted in {s:.1}s")),
                     r.peak_memory_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB"))
                 );
             }

@@ -2,8 +2,10 @@
 //! re-evaluate a run, and describe a config.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::prelude::*;
@@ -15,7 +17,7 @@ use crate::config::Experiment;
 use crate::data::{self, PreparedData};
 use crate::eval::{evaluate, Evaluation};
 use crate::fsutil::write_atomic;
-use crate::models::Model;
+use crate::models::{KnnClassifier, KnnConfig, Model, ModelConfig};
 use crate::summary::Summary;
 use crate::train::{load_module, module_bytes, EpochRecord, Trainer};
 
@@ -40,6 +42,11 @@ pub struct Metrics {
     pub train_samples_per_second: f64,
     pub history: Vec<EpochRecord>,
     pub class_names: Vec<String>,
+    /// Seconds the test-set evaluation took (for kNN: the whole prediction).
+    pub test_seconds: f64,
+    /// The validation split's evaluation where no epoch history carries it (kNN).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub validation: Option<Evaluation>,
     pub test: Evaluation,
 }
 
@@ -60,10 +67,6 @@ pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<Metrics
     )?;
     write_atomic(&run_dir.join(CONFIG_FILE), exp.to_toml().as_bytes())
         .with_context(|| format!("cannot write {}", run_dir.join(CONFIG_FILE).display()))?;
-
-    let device = backend.device();
-    device.seed(exp.train.seed);
-    let model = exp.model.init(&data.input, &device);
     let summary = summarize(exp);
     eprintln!(
         "training {} ({} trainable parameters) on {} with {}: {} train / {} validation / {} test images",
@@ -75,41 +78,86 @@ pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<Metrics
         data.val.len(),
         data.test.len()
     );
-    let trainer = Trainer {
-        config: &exp.train,
-        batch_size: exp.data.batch_size,
-        eval_batch_size: exp.data.eval_batch_size,
-        run_dir: &run_dir,
-        device: device.clone(),
-    };
-    let outcome = trainer.fit(model, &data, resume)?;
-    let model_bytes = module_bytes(&outcome.model).map_err(anyhow::Error::msg)?;
-    write_atomic(&run_dir.join(MODEL_FILE), &model_bytes)
-        .with_context(|| format!("cannot write {}", run_dir.join(MODEL_FILE).display()))?;
-
-    let test = test_evaluation(&outcome.model, &data, exp, &device);
-    let history = outcome.state.history;
-    let train_seconds: f64 = history.iter().map(|r| r.seconds_training()).sum();
-    let samples: usize = history.iter().map(|r| r.train_samples).sum();
-    let metrics = Metrics {
+    let device = backend.device();
+    let mut metrics = Metrics {
         model: exp.model.kind().into(),
         dataset: exp.data.dataset.name().into(),
         backend: backend.name().into(),
         params: summary.total_params,
         buffers: summary.total_buffers,
         macs_per_example: summary.total_macs,
-        epochs: history.len(),
-        stopped_early: outcome.state.stopped_early,
-        epoch_seconds: history.iter().map(|r| r.seconds).collect(),
-        train_samples_per_second: samples as f64 / train_seconds.max(1e-9),
-        history,
+        epochs: 0,
+        stopped_early: false,
+        epoch_seconds: Vec::new(),
+        train_samples_per_second: 0.0,
+        history: Vec::new(),
         class_names: data.class_names.clone(),
-        test,
+        test_seconds: 0.0,
+        validation: None,
+        test: Evaluation::default(),
     };
+    let started = Instant::now();
+    if let ModelConfig::Knn(knn) = &exp.model {
+        let model = fit_knn(knn, &data, &device);
+        metrics.validation = Some(evaluate(
+            &model,
+            &data.val,
+            &data.batcher,
+            exp.data.eval_batch_size,
+            data.input.num_classes,
+            &device,
+        ));
+        let test_started = Instant::now();
+        metrics.test = test_evaluation(&model, &data, exp, &device);
+        metrics.test_seconds = test_started.elapsed().as_secs_f64();
+        eprintln!(
+            "fitted and evaluated in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        device.seed(exp.train.seed);
+        let model = exp.model.init(&data.input, &device);
+        let trainer = Trainer {
+            config: &exp.train,
+            batch_size: exp.data.batch_size,
+            eval_batch_size: exp.data.eval_batch_size,
+            run_dir: &run_dir,
+            device: device.clone(),
+        };
+        let outcome = trainer.fit(model, &data, resume)?;
+        let model_bytes = module_bytes(&outcome.model).map_err(anyhow::Error::msg)?;
+        write_atomic(&run_dir.join(MODEL_FILE), &model_bytes)
+            .with_context(|| format!("cannot write {}", run_dir.join(MODEL_FILE).display()))?;
+        let test_started = Instant::now();
+        metrics.test = test_evaluation(&outcome.model, &data, exp, &device);
+        metrics.test_seconds = test_started.elapsed().as_secs_f64();
+        let history = outcome.state.history;
+        let train_seconds: f64 = history.iter().map(|r| r.seconds_training()).sum();
+        let samples: usize = history.iter().map(|r| r.train_samples).sum();
+        metrics.epochs = history.len();
+        metrics.stopped_early = outcome.state.stopped_early;
+        metrics.epoch_seconds = history.iter().map(|r| r.seconds).collect();
+        metrics.train_samples_per_second = samples as f64 / train_seconds.max(1e-9);
+        metrics.history = history;
+    }
     save_json(&run_dir.join(METRICS_FILE), &metrics)?;
     println!("{}", metrics.test.to_table(&metrics.class_names));
     println!("run directory: {}", run_dir.display());
     Ok(metrics)
+}
+
+/// kNN's "training": the standardized training split, stored on the device.
+pub fn fit_knn(config: &KnnConfig, data: &PreparedData, device: &Device) -> KnnClassifier {
+    let items = (0..data.train.len())
+        .map(|i| data.train.get(i).expect("in-memory"))
+        .collect();
+    let batch = data.batcher.batch(items, device);
+    let features = batch.images.flatten(1, 3);
+    config.fit(
+        features,
+        data.train.labels().collect(),
+        data.input.num_classes,
+    )
 }
 
 fn test_evaluation<M: crate::models::ImageClassifier>(
@@ -134,7 +182,8 @@ fn prepare_run_dir(exp: &Experiment, run_dir: &Path, resume: bool) -> Result<()>
         .with_context(|| format!("cannot read {}", run_dir.display()))?
         .is_some();
     let saved = run_dir.join(CONFIG_FILE);
-    if !resume && (has_checkpoint || run_dir.join(MODEL_FILE).exists()) {
+    let finished = run_dir.join(MODEL_FILE).exists() || run_dir.join(METRICS_FILE).exists();
+    if !resume && (has_checkpoint || finished) {
         bail!(
             "{} already holds a run; pass --resume to continue it, or --out DIR to start a new one",
             run_dir.display()
@@ -162,8 +211,8 @@ fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, &text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// A finished run's config and trained model, on `device`.
-pub fn load_trained(run_dir: &Path, device: &Device) -> Result<(Experiment, Model)> {
+/// A run directory's resolved config.
+pub fn load_run_config(run_dir: &Path) -> Result<Experiment> {
     let config_path = run_dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&config_path).with_context(|| {
         format!(
@@ -171,7 +220,16 @@ pub fn load_trained(run_dir: &Path, device: &Device) -> Result<(Experiment, Mode
             run_dir.display()
         )
     })?;
-    let exp = Experiment::parse(&text, &config_path.display().to_string(), &[])?;
+    Ok(Experiment::parse(
+        &text,
+        &config_path.display().to_string(),
+        &[],
+    )?)
+}
+
+/// A finished run's config and trained network, on `device`.
+pub fn load_trained(run_dir: &Path, device: &Device) -> Result<(Experiment, Model)> {
+    let exp = load_run_config(run_dir)?;
     let model_path = run_dir.join(MODEL_FILE);
     if !model_path.exists() {
         bail!("{} has no trained model yet ({MODEL_FILE}); finish the run with `zoo train CONFIG --resume`", run_dir.display());
@@ -181,28 +239,36 @@ pub fn load_trained(run_dir: &Path, device: &Device) -> Result<(Experiment, Mode
     Ok((exp, model))
 }
 
-/// Re-evaluates a finished run's saved model on the test split.
+/// Re-evaluates a finished run on the test split, with the standardization saved with it
+/// (kNN, which saves no weights, is fitted again from the training split).
 pub fn eval(run_dir: &Path, backend: Backend) -> Result<Evaluation> {
     let device = backend.device();
-    let (exp, model) = load_trained(run_dir, &device)?;
+    let exp = load_run_config(run_dir)?;
     let norm_path = run_dir.join(NORMALIZATION_FILE);
     let standardization: Standardization = serde_json::from_str(
         &std::fs::read_to_string(&norm_path)
             .with_context(|| format!("cannot read {}", norm_path.display()))?,
     )
     .with_context(|| format!("{}: not a standardization", norm_path.display()))?;
-    let dir = exp.data.resolved_dir().expect("validated");
-    let test = data::load_test(&exp.data, &dir).context("cannot load the dataset")?;
-    let batcher = datasets::ImageBatcher::new(standardization, test.set());
-    let num_classes = data::model_input(&exp.data).num_classes;
-    let evaluation = evaluate(
-        &model,
-        &test,
-        &batcher,
-        exp.data.eval_batch_size,
-        num_classes,
-        &device,
-    );
+    let evaluation = if let ModelConfig::Knn(knn) = &exp.model {
+        let data =
+            data::prepare(&exp.data, Some(standardization)).context("cannot load the dataset")?;
+        test_evaluation(&fit_knn(knn, &data, &device), &data, &exp, &device)
+    } else {
+        let (_, model) = load_trained(run_dir, &device)?;
+        let dir = exp.data.resolved_dir().expect("validated");
+        let test = data::load_test(&exp.data, &dir).context("cannot load the dataset")?;
+        let batcher = datasets::ImageBatcher::new(standardization, test.set());
+        let num_classes = data::model_input(&exp.data).num_classes;
+        evaluate(
+            &model,
+            &test,
+            &batcher,
+            exp.data.eval_batch_size,
+            num_classes,
+            &device,
+        )
+    };
     println!("{}", evaluation.to_table(&data::class_names(&exp.data)));
     Ok(evaluation)
 }
@@ -210,8 +276,13 @@ pub fn eval(run_dir: &Path, backend: Backend) -> Result<Evaluation> {
 /// `zoo check`: the config is valid and the model builds; returns a one-paragraph report.
 pub fn check(exp: &Experiment) -> Result<String> {
     let summary = summarize(exp);
-    let model = exp.model.init(&summary.input, &Backend::Flex.device());
-    let built = model.num_params();
+    let built = match exp.model {
+        ModelConfig::Knn(_) => summary.total_params, // stores data, builds no network
+        _ => exp
+            .model
+            .init(&summary.input, &Backend::Flex.device())
+            .num_params(),
+    };
     if built != summary.total_params + summary.total_buffers {
         bail!(
             "internal: the built {} has {built} parameters but the summary counts {} (+ {} buffers)",

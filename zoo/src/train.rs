@@ -212,7 +212,7 @@ pub struct Trainer<'a> {
 impl Trainer<'_> {
     /// Trains `model` (built on `self.device`), resuming from the newest checkpoint if
     /// `resume`; returns the final model in eval mode.
-    pub fn fit<M: ImageClassifier>(
+    pub fn fit<M: ImageClassifier + Module>(
         &self,
         model: M,
         data: &PreparedData,
@@ -313,7 +313,7 @@ impl Trainer<'_> {
                 lr,
                 train_loss: loss_sum / seen.max(1) as f64,
                 train_accuracy: correct as f64 / seen.max(1) as f64,
-                val_loss: val.loss,
+                val_loss: val.loss.expect("trained models define a loss"),
                 val_accuracy: val.accuracy,
                 val_top5: val.top5,
                 seconds: started.elapsed().as_secs_f64(),
@@ -324,8 +324,11 @@ impl Trainer<'_> {
             if self.config.schedule.kind == ScheduleKind::Plateau {
                 state.plateau.observe(val.accuracy, &self.config.schedule);
             }
-            if state.best_val_loss.is_none_or(|best| val.loss < best) {
-                state.best_val_loss = Some(val.loss);
+            if state
+                .best_val_loss
+                .is_none_or(|best| record.val_loss < best)
+            {
+                state.best_val_loss = Some(record.val_loss);
                 state.epochs_since_best = 0;
             } else {
                 state.epochs_since_best += 1;

@@ -38,3 +38,23 @@ fn softmax_regression_reaches_0_84() {
 fn mlp_reaches_0_88() {
     train_shipped("configs/fashion-mnist/mlp.toml", 0.88);
 }
+
+#[test]
+fn softmax_with_the_svm_loss_reaches_0_83() {
+    train_shipped("configs/fashion-mnist/softmax-svm.toml", 0.83);
+}
+
+#[test]
+fn lenet5_modern_reaches_0_89_in_10_epochs() {
+    train_shipped("configs/fashion-mnist/lenet5.toml", 0.89);
+}
+
+#[test]
+fn knn_l2_uniform_reaches_0_855() {
+    train_shipped("configs/fashion-mnist/knn.toml", 0.855);
+}
+
+#[test]
+fn knn_l1_distance_weighted_reaches_0_86() {
+    train_shipped("configs/fashion-mnist/knn-l1.toml", 0.86);
+}

@@ -1,6 +1,7 @@
 //! The model registry: one enum of configs (the TOML `model.kind`), one enum of built modules
 //! (what the trainer holds), and the small trait through which the trainer meets any model.
 
+pub mod knn;
 pub mod lenet;
 pub mod linear;
 pub mod mlp;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{section, ConfigError, Invalid, Source};
 use crate::summary::LayerSummary;
 
+pub use knn::{KnnClassifier, KnnConfig};
 pub use lenet::{LeNet5, LeNet5Config};
 pub use linear::{
     LinearLoss, LogisticConfig, LogisticRegression, SoftmaxConfig, SoftmaxRegression,
@@ -78,6 +80,7 @@ pub fn linear_layer(
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ModelConfig {
+    Knn(KnnConfig),
     Softmax(SoftmaxConfig),
     Logistic(LogisticConfig),
     Mlp(MlpConfig),
@@ -86,7 +89,7 @@ pub enum ModelConfig {
 }
 
 impl ModelConfig {
-    pub const KINDS: &'static [&'static str] = &["softmax", "logistic", "mlp", "lenet5"];
+    pub const KINDS: &'static [&'static str] = &["knn", "softmax", "logistic", "mlp", "lenet5"];
 
     /// Reads the family `kind` from the rest of `[model]`; `None` when the kind is unknown.
     pub(crate) fn from_table(
@@ -95,6 +98,7 @@ impl ModelConfig {
         src: &Source,
     ) -> Option<Result<Self, ConfigError>> {
         Some(match kind {
+            "knn" => section(value, "model", src).map(ModelConfig::Knn),
             "softmax" => section(value, "model", src).map(ModelConfig::Softmax),
             "logistic" => section(value, "model", src).map(ModelConfig::Logistic),
             "mlp" => section(value, "model", src).map(ModelConfig::Mlp),
@@ -105,6 +109,7 @@ impl ModelConfig {
 
     pub fn kind(&self) -> &'static str {
         match self {
+            ModelConfig::Knn(_) => "knn",
             ModelConfig::Softmax(_) => "softmax",
             ModelConfig::Logistic(_) => "logistic",
             ModelConfig::Mlp(_) => "mlp",
@@ -115,6 +120,7 @@ impl ModelConfig {
     /// Checks the model's own keys against the input the data will give it.
     pub fn validate(&self, input: &ModelInput) -> Result<(), Invalid> {
         match self {
+            ModelConfig::Knn(c) => c.validate(input),
             ModelConfig::Softmax(c) => c.validate(input),
             ModelConfig::Logistic(c) => c.validate(input),
             ModelConfig::Mlp(c) => c.validate(input),
@@ -122,8 +128,13 @@ impl ModelConfig {
         }
     }
 
+    /// Builds the network with fresh weights. kNN has none: it is fitted from data instead
+    /// (`KnnConfig::fit`), and callers branch on `ModelConfig::Knn` before calling this.
     pub fn init(&self, input: &ModelInput, device: &Device) -> Model {
         match self {
+            ModelConfig::Knn(_) => {
+                panic!("kNN stores its training data: build it with KnnConfig::fit")
+            }
             ModelConfig::Softmax(c) => Model::Softmax(c.init(input, device)),
             ModelConfig::Logistic(c) => Model::Logistic(c.init(input, device)),
             ModelConfig::Mlp(c) => Model::Mlp(c.init(input, device)),
@@ -134,6 +145,7 @@ impl ModelConfig {
     /// The per-layer table of shapes, parameters and multiply-accumulates, from the notes' formulas.
     pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
         match self {
+            ModelConfig::Knn(c) => c.layers(input),
             ModelConfig::Softmax(c) => c.layers(input),
             ModelConfig::Logistic(c) => c.layers(input),
             ModelConfig::Mlp(c) => c.layers(input),
@@ -143,7 +155,7 @@ impl ModelConfig {
 }
 
 /// How the trainer sees a model: images in, class scores out, and the loss to minimize.
-pub trait ImageClassifier: Module + core::fmt::Debug {
+pub trait ImageClassifier {
     /// # Shapes
     /// - images: `[batch, channels, height, width]`
     /// - output: `[batch, num_classes]` (unnormalized scores)
@@ -152,6 +164,11 @@ pub trait ImageClassifier: Module + core::fmt::Debug {
     /// The training loss over a batch (softmax cross-entropy unless the model says otherwise).
     fn loss(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
         cross_entropy(logits, targets)
+    }
+
+    /// The loss reported at evaluation; `None` for models that minimize none (kNN).
+    fn eval_loss(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Option<Tensor<1>> {
+        Some(self.loss(logits, targets))
     }
 }
 
