@@ -2,7 +2,8 @@
 //! (so peak memory is per model), and writes `results/bench.{md,json}`.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -18,6 +19,9 @@ pub struct Args {
     /// Timed training steps per measurement.
     #[arg(long, default_value_t = 50)]
     steps: usize,
+    /// Stop a measurement that runs longer than this (its row says so).
+    #[arg(long, default_value_t = 600)]
+    timeout_s: u64,
     /// Where to write bench.md and bench.json.
     #[arg(long, default_value = "results")]
     out: PathBuf,
@@ -26,23 +30,23 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let root = super::workspace_root();
     let configs = if args.configs.is_empty() {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("configs/fashion-mnist"))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .collect();
-        found.sort();
-        found
+        super::configs_in(&root.join("configs/fashion-mnist"))?
     } else {
         args.configs.clone()
     };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let zoo = super::zoo_binary(&root)?;
     let mut rows = Vec::new();
     for config in &configs {
         for backend in &args.backends {
-            eprintln!("bench: {} on {backend}", config.display());
-            let out = Command::new(&cargo)
+            let shown = config
+                .strip_prefix(&root)
+                .unwrap_or(config)
+                .display()
+                .to_string();
+            eprintln!("bench: {shown} on {backend}");
+            let mut child = Command::new(&zoo)
                 .current_dir(&root)
-                .args(["run", "--quiet", "--package", "zoo", "--", "bench"])
+                .arg("bench")
                 .arg(config)
                 .args([
                     "--backend",
@@ -51,19 +55,35 @@ pub fn run(args: &Args) -> Result<()> {
                     &args.steps.to_string(),
                     "--json",
                 ])
-                .output()
-                .context("cannot run cargo")?;
-            if !out.status.success() {
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("cannot run zoo")?;
+            let started = Instant::now();
+            while child.try_wait()?.is_none() {
+                if started.elapsed() > Duration::from_secs(args.timeout_s) {
+                    child.kill()?;
+                    child.wait()?;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let out = child.wait_with_output()?;
+            let mut row = if started.elapsed() > Duration::from_secs(args.timeout_s) {
+                eprintln!(
+                    "bench: {shown} on {backend}: stopped after {} s",
+                    args.timeout_s
+                );
+                serde_json::json!({ "backend": backend, "timed_out_after_s": args.timeout_s })
+            } else if !out.status.success() {
                 bail!(
-                    "zoo bench {} --backend {backend} failed:\n{}",
-                    config.display(),
+                    "zoo bench {shown} --backend {backend} failed:\n{}",
                     String::from_utf8_lossy(&out.stderr)
                 );
-            }
-            let mut row: Value =
-                serde_json::from_slice(&out.stdout).context("zoo bench printed no JSON")?;
-            let shown = config.strip_prefix(&root).unwrap_or(config);
-            row["config"] = Value::String(shown.display().to_string());
+            } else {
+                serde_json::from_slice(&out.stdout).context("zoo bench printed no JSON")?
+            };
+            row["config"] = Value::String(shown);
             rows.push(row);
         }
     }
@@ -75,7 +95,11 @@ pub fn run(args: &Args) -> Result<()> {
         args.out.join("bench.json"),
         serde_json::to_string_pretty(&rows)?,
     )?;
-    eprintln!("wrote {}/bench.{{md,json}}", args.out.display());
+    super::splice_readme(&root.join("README.md"), "bench", &table)?;
+    eprintln!(
+        "wrote {}/bench.{{md,json}} and the README's performance table",
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -84,6 +108,14 @@ fn markdown(rows: &[Value]) -> String {
         "| config | backend | loader images/s | train images/s (batch) | inference images/s (batch) | test split predicted in | peak memory |\n|---|---|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
+        if let Some(limit) = r["timed_out_after_s"].as_u64() {
+            out += &format!(
+                "| {} | {} | stopped after {limit} s | | | | |\n",
+                r["config"].as_str().unwrap_or("?"),
+                r["backend"].as_str().unwrap_or("?")
+            );
+            continue;
+        }
         let rate = |k: &str| r[k].as_f64().map_or("-".into(), |v| format!("{v:.0}"));
         out += &format!(
             "| {} | {} | {} | {} ({}) | {} ({}) | {} | {} |\n",

@@ -2,6 +2,7 @@
 //! binary as a user would, through cargo, and never reaches into a model.
 
 mod bench;
+mod reproduce;
 
 use clap::{Parser, Subcommand};
 
@@ -16,11 +17,14 @@ struct Cli {
 enum Task {
     /// Loader, training and inference throughput and peak memory per config and backend.
     Bench(bench::Args),
+    /// Train every shipped Fashion-MNIST config and regenerate the README's results table.
+    Reproduce(reproduce::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Bench(args) => bench::run(&args),
+        Task::Reproduce(args) => reproduce::run(&args),
     }
 }
 
@@ -28,4 +32,43 @@ fn main() -> anyhow::Result<()> {
 fn workspace_root() -> std::path::PathBuf {
     let xtask_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     xtask_dir.parent().unwrap_or(xtask_dir).to_path_buf()
+}
+
+/// The `.toml` files directly in `dir`, sorted.
+fn configs_in(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// Replaces the README's text between `<!-- NAME:begin ... -->` and `<!-- NAME:end -->`.
+fn splice_readme(readme: &std::path::Path, name: &str, content: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(readme).context("cannot read README.md")?;
+    let begin = format!("<!-- {name}:begin");
+    let end = format!("<!-- {name}:end -->");
+    let (Some(a), Some(b)) = (text.find(&begin), text.find(&end)) else {
+        anyhow::bail!("README.md has no {name} markers ({begin} ... {end})");
+    };
+    let marker_end = a + text[a..].find("-->").map_or(0, |i| i + 3);
+    let updated = format!("{}\n{content}{}", &text[..marker_end], &text[b..]);
+    std::fs::write(readme, updated).context("cannot write README.md")
+}
+
+/// Builds the `zoo` binary (the workspace's one profile) and returns its path.
+fn zoo_binary(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--quiet", "--package", "zoo", "--bin", "zoo"])
+        .status()
+        .context("cannot run cargo")?;
+    anyhow::ensure!(status.success(), "building zoo failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    Ok(target.join("debug").join("zoo"))
 }

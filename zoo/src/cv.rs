@@ -11,7 +11,7 @@ use crate::data::cross_validation_folds;
 use crate::eval::evaluate;
 use crate::models::ModelConfig;
 use crate::run::fit_knn;
-use crate::train::Trainer;
+use crate::train::{ImageTask, Trainer};
 
 /// One swept setting and its validation accuracy on each fold.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -109,14 +109,12 @@ pub fn cross_validate(
                     let scratch =
                         tempfile::tempdir().context("cannot create a scratch run directory")?;
                     device.seed(exp.train.seed);
-                    let trainer = Trainer {
-                        config: &exp.train,
-                        batch_size: exp.data.batch_size,
-                        eval_batch_size: exp.data.eval_batch_size,
-                        run_dir: scratch.path(),
-                        device: device.clone(),
-                    };
-                    let outcome = trainer.fit(exp.model.init(&data.input, &device), data, false)?;
+                    let trainer = Trainer::for_experiment(&exp, scratch.path(), device.clone());
+                    let outcome = trainer.fit(
+                        exp.model.init(&data.input, &device),
+                        &ImageTask { data },
+                        false,
+                    )?;
                     outcome.state.history.last().map_or(0.0, |r| r.val_accuracy)
                 }
             };

@@ -19,7 +19,7 @@ use crate::eval::{evaluate, Evaluation};
 use crate::fsutil::write_atomic;
 use crate::models::{KnnClassifier, KnnConfig, Model, ModelConfig};
 use crate::summary::Summary;
-use crate::train::{load_module, module_bytes, EpochRecord, Trainer};
+use crate::train::{load_module, module_bytes, EpochRecord, ImageTask, Trainer};
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const NORMALIZATION_FILE: &str = "normalization.json";
@@ -117,14 +117,8 @@ pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<Metrics
     } else {
         device.seed(exp.train.seed);
         let model = exp.model.init(&data.input, &device);
-        let trainer = Trainer {
-            config: &exp.train,
-            batch_size: exp.data.batch_size,
-            eval_batch_size: exp.data.eval_batch_size,
-            run_dir: &run_dir,
-            device: device.clone(),
-        };
-        let outcome = trainer.fit(model, &data, resume)?;
+        let trainer = Trainer::for_experiment(exp, &run_dir, device.clone());
+        let outcome = trainer.fit(model, &ImageTask { data: &data }, resume)?;
         let model_bytes = module_bytes(&outcome.model).map_err(anyhow::Error::msg)?;
         write_atomic(&run_dir.join(MODEL_FILE), &model_bytes)
             .with_context(|| format!("cannot write {}", run_dir.join(MODEL_FILE).display()))?;

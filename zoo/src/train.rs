@@ -5,9 +5,10 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
@@ -19,9 +20,11 @@ use burn::optim::{
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
+use datasets::ImageBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, STATE_FILE};
+use crate::config::Experiment;
 use crate::config::{OptimizerKind, ScheduleKind, TrainConfig};
 use crate::data::PreparedData;
 use crate::eval::evaluate;
@@ -199,6 +202,100 @@ pub fn load_module<M: Module>(model: M, path: &Path) -> Result<M, TrainError> {
         .map_err(|e| fail(format!("does not match this model: {e}")))
 }
 
+/// What one training batch gave: the loss to minimize and how many predictions it made
+/// (images, or characters for a language model), how many were right, and how many
+/// examples (images, text windows) the batch held.
+pub struct BatchLoss {
+    pub loss: Tensor<1>,
+    pub predictions: usize,
+    pub correct: usize,
+    pub examples: usize,
+}
+
+/// Loss, accuracy and top-5 accuracy on the validation split.
+pub struct Validation {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub top5: f64,
+}
+
+/// What the trainer needs from a task, whatever its data: a shuffled training loader, the
+/// loss of one batch, and a validation pass. Images and text each implement it once.
+pub trait Task<M> {
+    type Batch: Send + 'static;
+
+    /// The training split, shuffled with `seed`, in batches on `device`.
+    fn train_loader(
+        &self,
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Arc<dyn DataLoader<Self::Batch>>;
+
+    fn batch_loss(&self, model: &M, batch: Self::Batch) -> BatchLoss;
+
+    /// Evaluates `model` (in eval mode) on the validation split.
+    fn validate(&self, model: &M, batch_size: usize, device: &Device) -> Validation;
+}
+
+/// Image classification: any `ImageClassifier` on a `PreparedData`.
+pub struct ImageTask<'a> {
+    pub data: &'a PreparedData,
+}
+
+impl<M: ImageClassifier> Task<M> for ImageTask<'_> {
+    type Batch = ImageBatch;
+
+    fn train_loader(
+        &self,
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Arc<dyn DataLoader<ImageBatch>> {
+        DataLoaderBuilder::new(self.data.batcher.clone())
+            .batch_size(batch_size)
+            .shuffle(seed)
+            .set_device(device.clone())
+            .build(self.data.train.clone())
+    }
+
+    fn batch_loss(&self, model: &M, batch: ImageBatch) -> BatchLoss {
+        let n = batch.targets.dims()[0];
+        let logits = model.logits(batch.images);
+        let loss = model.loss(logits.clone(), batch.targets.clone());
+        let correct = logits
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .equal(batch.targets)
+            .int()
+            .sum()
+            .into_scalar::<i64>();
+        BatchLoss {
+            loss,
+            predictions: n,
+            correct: correct as usize,
+            examples: n,
+        }
+    }
+
+    fn validate(&self, model: &M, batch_size: usize, device: &Device) -> Validation {
+        let data = self.data;
+        let e = evaluate(
+            model,
+            &data.val,
+            &data.batcher,
+            batch_size,
+            data.input.num_classes,
+            device,
+        );
+        Validation {
+            loss: e.loss.expect("trained models define a loss"),
+            accuracy: e.accuracy,
+            top5: e.top5,
+        }
+    }
+}
+
 /// One training run's settings, apart from the model and data.
 pub struct Trainer<'a> {
     pub config: &'a TrainConfig,
@@ -209,13 +306,24 @@ pub struct Trainer<'a> {
     pub device: Device,
 }
 
-impl Trainer<'_> {
+impl<'a> Trainer<'a> {
+    /// The trainer for `exp`'s `[train]` and batch sizes, checkpointing into `run_dir`.
+    pub fn for_experiment(exp: &'a Experiment, run_dir: &'a Path, device: Device) -> Self {
+        Trainer {
+            config: &exp.train,
+            batch_size: exp.data.batch_size,
+            eval_batch_size: exp.data.eval_batch_size,
+            run_dir,
+            device,
+        }
+    }
+
     /// Trains `model` (built on `self.device`), resuming from the newest checkpoint if
     /// `resume`; returns the final model in eval mode.
-    pub fn fit<M: ImageClassifier + Module>(
+    pub fn fit<M: Module, T: Task<M>>(
         &self,
         model: M,
-        data: &PreparedData,
+        task: &T,
         resume: bool,
     ) -> Result<TrainOutcome<M>, TrainError> {
         let device = self.device.clone().autodiff();
@@ -250,7 +358,6 @@ impl Trainer<'_> {
             }
         }
         let epochs = self.config.epochs;
-        let num_classes = data.input.num_classes;
         let mut progress = Progress::new();
         while state.epochs_done < epochs && !state.stopped_early {
             let epoch = state.epochs_done;
@@ -263,62 +370,46 @@ impl Trainer<'_> {
             );
             let seed = epoch_seed(self.config.seed, epoch);
             device.seed(seed);
-            let loader = DataLoaderBuilder::new(data.batcher.clone())
-                .batch_size(self.batch_size)
-                .shuffle(seed)
-                .set_device(device.clone())
-                .build(data.train.clone());
+            let loader = task.train_loader(self.batch_size, seed, &device);
             let total = loader.num_items();
             let started = Instant::now();
-            let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
+            let (mut loss_sum, mut correct, mut seen, mut examples) =
+                (0f64, 0usize, 0usize, 0usize);
             for batch in loader.iter() {
                 let batch = batch.expect("in-memory datasets do not fail");
-                let n = batch.targets.dims()[0];
-                let logits = model.logits(batch.images);
-                let mut loss = model.loss(logits.clone(), batch.targets.clone());
+                let step = task.batch_loss(&model, batch);
+                let mut loss = step.loss;
                 if let Some(penalty) = weight_penalty(&model, self.config.l1, self.config.l2) {
                     loss = loss + penalty;
                 }
-                correct += logits
-                    .argmax(1)
-                    .squeeze_dim::<1>(1)
-                    .equal(batch.targets)
-                    .int()
-                    .sum()
-                    .into_scalar::<i64>();
-                loss_sum += loss.clone().into_scalar::<f64>() * n as f64;
-                seen += n;
+                loss_sum += loss.clone().into_scalar::<f64>() * step.predictions as f64;
+                correct += step.correct;
+                seen += step.predictions;
+                examples += step.examples;
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(lr, model, grads);
                 progress.batch(
                     epoch + 1,
                     epochs,
-                    seen,
+                    examples,
                     total,
                     loss_sum / seen as f64,
                     correct as f64 / seen as f64,
                 );
             }
             let train_seconds = started.elapsed().as_secs_f64();
-            let val = evaluate(
-                &model.valid(),
-                &data.val,
-                &data.batcher,
-                self.eval_batch_size,
-                num_classes,
-                &self.device,
-            );
+            let val = task.validate(&model.valid(), self.eval_batch_size, &self.device);
             let record = EpochRecord {
                 epoch: epoch + 1,
                 lr,
                 train_loss: loss_sum / seen.max(1) as f64,
                 train_accuracy: correct as f64 / seen.max(1) as f64,
-                val_loss: val.loss.expect("trained models define a loss"),
+                val_loss: val.loss,
                 val_accuracy: val.accuracy,
                 val_top5: val.top5,
                 seconds: started.elapsed().as_secs_f64(),
-                train_samples_per_second: seen as f64 / train_seconds.max(1e-9),
-                train_samples: seen,
+                train_samples_per_second: examples as f64 / train_seconds.max(1e-9),
+                train_samples: examples,
             };
             progress.epoch(&record, epochs);
             if self.config.schedule.kind == ScheduleKind::Plateau {

@@ -5,14 +5,9 @@ use common::*;
 
 #[test]
 fn invalid_value_names_file_line_and_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = write_config(
-        dir.path(),
-        "bad.toml",
-        &tiny_config("kind = \"mlp\"", &data, "momentum = 1.5"),
-    );
-    let err = assert_clean_failure(&zoo(dir.path(), &["check", config.to_str().unwrap()]));
+    let sb = Sandbox::empty();
+    let config = sb.config("bad.toml", "kind = \"mlp\"", "momentum = 1.5");
+    let err = assert_clean_failure(&sb.zoo(&["check", &config]));
     assert!(
         err.contains("bad.toml:16: train.momentum: expected a number in [0, 1), got 1.5"),
         "{err}"
@@ -21,24 +16,15 @@ fn invalid_value_names_file_line_and_key() {
 
 #[test]
 fn unknown_key_and_unknown_kind_are_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = write_config(
-        dir.path(),
-        "typo.toml",
-        &tiny_config("kind = \"mlp\"\nhiden = [3]", &data, ""),
-    );
-    let err = assert_clean_failure(&zoo(dir.path(), &["summary", config.to_str().unwrap()]));
+    let sb = Sandbox::empty();
+    let config = sb.config("typo.toml", "kind = \"mlp\"\nhiden = [3]", "");
+    let err = assert_clean_failure(&sb.zoo(&["summary", &config]));
     assert!(
         err.contains("typo.toml:3: model.hiden: unknown field `hiden`"),
         "{err}"
     );
-    let config = write_config(
-        dir.path(),
-        "kind.toml",
-        &tiny_config("kind = \"perceptron\"", &data, ""),
-    );
-    let err = assert_clean_failure(&zoo(dir.path(), &["check", config.to_str().unwrap()]));
+    let config = sb.config("kind.toml", "kind = \"perceptron\"", "");
+    let err = assert_clean_failure(&sb.zoo(&["check", &config]));
     assert!(
         err.contains("kind.toml:2: model.kind: unknown model kind `perceptron`"),
         "{err}"
@@ -47,21 +33,9 @@ fn unknown_key_and_unknown_kind_are_named() {
 
 #[test]
 fn bad_override_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        "c.toml",
-        &tiny_config("kind = \"mlp\"", dir.path(), ""),
-    );
-    let err = assert_clean_failure(&zoo(
-        dir.path(),
-        &[
-            "check",
-            config.to_str().unwrap(),
-            "--set",
-            "train.epochs=-2",
-        ],
-    ));
+    let sb = Sandbox::empty();
+    let config = sb.config("c.toml", "kind = \"mlp\"", "");
+    let err = assert_clean_failure(&sb.zoo(&["check", &config, "--set", "train.epochs=-2"]));
     assert!(
         err.contains("--set train.epochs: train.epochs: invalid value"),
         "{err}"
@@ -70,18 +44,15 @@ fn bad_override_is_named() {
 
 #[test]
 fn missing_data_directory_says_how_to_install() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "c.toml", "[model]\nkind = \"softmax\"\n");
-    let missing = dir.path().join("no-such-dir");
-    let out = zoo(
-        dir.path(),
-        &[
-            "train",
-            config.to_str().unwrap(),
-            "--data-dir",
-            missing.to_str().unwrap(),
-        ],
-    );
+    let sb = Sandbox::empty();
+    let config = write_config(sb.path(), "c.toml", "[model]\nkind = \"softmax\"\n");
+    let missing = sb.path().join("no-such-dir");
+    let out = sb.zoo(&[
+        "train",
+        config.to_str().unwrap(),
+        "--data-dir",
+        missing.to_str().unwrap(),
+    ]);
     let err = assert_clean_failure(&out);
     assert!(
         err.contains("no-such-dir") && err.contains("apt-get install dataset-fashion-mnist"),
@@ -91,45 +62,29 @@ fn missing_data_directory_says_how_to_install() {
 
 #[test]
 fn corrupt_idx_file_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    write_synthetic_mnist(&data, 50, 20);
-    let images = data.join("train-images-idx3-ubyte");
+    let sb = Sandbox::with_data(50, 20);
+    let images = sb.data().join("train-images-idx3-ubyte");
     let bytes = std::fs::read(&images).unwrap();
     std::fs::write(&images, &bytes[..bytes.len() - 100]).unwrap();
-    let config = write_config(
-        dir.path(),
-        "c.toml",
-        &tiny_config("kind = \"softmax\"", &data, ""),
-    );
-    let err = assert_clean_failure(&zoo(dir.path(), &["train", config.to_str().unwrap()]));
+    let config = sb.config("c.toml", "kind = \"softmax\"", "");
+    let err = assert_clean_failure(&sb.zoo(&["train", &config]));
     assert!(err.contains("train-images-idx3-ubyte: truncated"), "{err}");
-    assert!(!dir.path().join("runs/c/model.bpk").exists());
+    assert!(!sb.path().join("runs/c/model.bpk").exists());
 }
 
 #[test]
 fn existing_run_is_not_overwritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    write_synthetic_mnist(&data, 300, 50);
-    let config = write_config(
-        dir.path(),
-        "c.toml",
-        &tiny_config("kind = \"softmax\"", &data, ""),
-    );
-    let first = zoo(
-        dir.path(),
-        &["train", config.to_str().unwrap(), "--epochs", "1"],
-    );
-    assert!(first.status.success(), "{}", stderr(&first));
-    let before = std::fs::read(dir.path().join("runs/c/model.bpk")).unwrap();
-    let err = assert_clean_failure(&zoo(dir.path(), &["train", config.to_str().unwrap()]));
+    let sb = Sandbox::with_data(300, 50);
+    let config = sb.config("c.toml", "kind = \"softmax\"", "");
+    sb.zoo_ok(&["train", &config, "--epochs", "1"]);
+    let before = std::fs::read(sb.path().join("runs/c/model.bpk")).unwrap();
+    let err = assert_clean_failure(&sb.zoo(&["train", &config]));
     assert!(
         err.contains("already holds a run") && err.contains("--resume"),
         "{err}"
     );
     assert_eq!(
-        std::fs::read(dir.path().join("runs/c/model.bpk")).unwrap(),
+        std::fs::read(sb.path().join("runs/c/model.bpk")).unwrap(),
         before
     );
 }

@@ -9,16 +9,13 @@ use zoo::train::parameter_values;
 
 #[test]
 fn train_writes_metrics_and_eval_reproduces_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    write_synthetic_mnist(&data, 600, 200);
-    let config = write_config(
-        dir.path(),
+    let sb = Sandbox::with_data(600, 200);
+    let config = sb.config(
         "mlp.toml",
-        &tiny_config("kind = \"mlp\"\nhidden = [32]\ndropout = 0.1", &data, ""),
+        "kind = \"mlp\"\nhidden = [32]\ndropout = 0.1",
+        "",
     );
-    let out = zoo(dir.path(), &["train", config.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = sb.zoo_ok(&["train", &config]);
     let log = stderr(&out);
     assert_eq!(
         log.matches("epoch ").count(),
@@ -26,8 +23,7 @@ fn train_writes_metrics_and_eval_reproduces_them() {
         "one line per epoch when not on a terminal:\n{log}"
     );
 
-    let run = dir.path().join("runs/mlp");
-    let m = metrics(&run);
+    let m = sb.metrics("runs/mlp");
     assert_eq!(m["model"], "mlp");
     assert_eq!(m["backend"], "flex");
     assert_eq!(m["params"], 784 * 32 + 32 + 32 * 10 + 10);
@@ -47,10 +43,10 @@ fn train_writes_metrics_and_eval_reproduces_them() {
         .sum();
     assert_eq!(total, 200);
     assert_eq!(m["test"]["per_class"].as_array().unwrap().len(), 10);
+    let run = sb.path().join("runs/mlp");
     assert!(run.join("config.toml").is_file() && run.join("normalization.json").is_file());
 
-    let out = zoo(dir.path(), &["eval", run.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = sb.zoo_ok(&["eval", run.to_str().unwrap()]);
     assert!(
         stdout(&out).contains(&format!("accuracy {accuracy:.4}")),
         "{}",
@@ -60,28 +56,24 @@ fn train_writes_metrics_and_eval_reproduces_them() {
 
 #[test]
 fn interrupted_and_resumed_run_ends_with_the_same_weights() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    write_synthetic_mnist(&data, 1500, 100);
+    let sb = Sandbox::with_data(1500, 100);
     let body = tiny_config(
         "kind = \"mlp\"\nhidden = [64]\ndropout = 0.3",
-        &data,
-        "epochs = 6",
-    );
-    let body = body.replace("epochs = 2\n", "");
-    let config = write_config(dir.path(), "r.toml", &body);
+        &sb.data(),
+        "",
+    )
+    .replace("epochs = 2", "epochs = 6");
+    let config = write_config(sb.path(), "r.toml", &body);
     let config = config.to_str().unwrap();
-
-    let out = zoo(dir.path(), &["train", config, "--out", "straight"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    sb.zoo_ok(&["train", config, "--out", "straight"]);
 
     // Kill the second run as soon as its first checkpoint lands, then resume it.
-    let mut child = zoo_command(dir.path(), &["train", config, "--out", "interrupted"])
+    let mut child = zoo_command(sb.path(), &["train", config, "--out", "interrupted"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let first = dir.path().join("interrupted/checkpoints/epoch-0001");
+    let first = sb.path().join("interrupted/checkpoints/epoch-0001");
     let deadline = Instant::now() + Duration::from_secs(300);
     while !first.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
@@ -89,15 +81,11 @@ fn interrupted_and_resumed_run_ends_with_the_same_weights() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
-        !dir.path().join("interrupted/model.bpk").exists(),
+        !sb.path().join("interrupted/model.bpk").exists(),
         "the run finished before it could be interrupted"
     );
 
-    let out = zoo(
-        dir.path(),
-        &["train", config, "--out", "interrupted", "--resume"],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = sb.zoo_ok(&["train", config, "--out", "interrupted", "--resume"]);
     assert!(
         stderr(&out).contains("resuming after epoch"),
         "{}",
@@ -105,72 +93,42 @@ fn interrupted_and_resumed_run_ends_with_the_same_weights() {
     );
     let device = zoo::backend::Backend::Flex.device();
     let weights =
-        |run: &str| parameter_values(&load_trained(&dir.path().join(run), &device).unwrap().1);
+        |run: &str| parameter_values(&load_trained(&sb.path().join(run), &device).unwrap().1);
     let straight = weights("straight");
     assert!(straight.len() > 50_000);
     assert!(
         straight == weights("interrupted"),
         "resumed weights differ from the uninterrupted run's"
     );
-    let a = metrics(&dir.path().join("straight"));
-    let b = metrics(&dir.path().join("interrupted"));
+    let (a, b) = (sb.metrics("straight"), sb.metrics("interrupted"));
     assert_eq!(a["test"]["accuracy"], b["test"]["accuracy"]);
     assert_eq!(b["history"].as_array().unwrap().len(), 6);
 }
 
 #[test]
 fn resume_refuses_a_changed_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    write_synthetic_mnist(&data, 300, 50);
-    let config = write_config(
-        dir.path(),
-        "c.toml",
-        &tiny_config("kind = \"softmax\"", &data, ""),
-    );
-    let config = config.to_str().unwrap();
-    assert!(zoo(dir.path(), &["train", config, "--epochs", "1"])
-        .status
-        .success());
+    let sb = Sandbox::with_data(300, 50);
+    let config = sb.config("c.toml", "kind = \"softmax\"", "");
+    sb.zoo_ok(&["train", &config, "--epochs", "1"]);
     // More epochs is allowed; a different learning rate is not.
-    let out = zoo(dir.path(), &["train", config, "--epochs", "2", "--resume"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(metrics(&dir.path().join("runs/c"))["epochs"], 2);
-    let err = assert_clean_failure(&zoo(
-        dir.path(),
-        &["train", config, "--resume", "--set", "train.lr=0.5"],
-    ));
+    sb.zoo_ok(&["train", &config, "--epochs", "2", "--resume"]);
+    assert_eq!(sb.metrics("runs/c")["epochs"], 2);
+    let err =
+        assert_clean_failure(&sb.zoo(&["train", &config, "--resume", "--set", "train.lr=0.5"]));
     assert!(err.contains("different config"), "{err}");
 }
 
 #[test]
 fn mlp_trains_on_every_backend() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    write_synthetic_mnist(&data, 400, 100);
-    let config = write_config(
-        dir.path(),
+    let sb = Sandbox::with_data(400, 100);
+    let config = sb.config(
         "m.toml",
-        &tiny_config(
-            "kind = \"mlp\"\nhidden = [32]\nbatch_norm = true",
-            &data,
-            "",
-        ),
+        "kind = \"mlp\"\nhidden = [32]\nbatch_norm = true",
+        "",
     );
     for backend in ["flex", "ndarray", "wgpu"] {
-        let out = zoo(
-            dir.path(),
-            &[
-                "train",
-                config.to_str().unwrap(),
-                "--backend",
-                backend,
-                "--out",
-                backend,
-            ],
-        );
-        assert!(out.status.success(), "{backend}: {}", stderr(&out));
-        let m = metrics(&dir.path().join(backend));
+        sb.zoo_ok(&["train", &config, "--backend", backend, "--out", backend]);
+        let m = sb.metrics(backend);
         assert_eq!(m["backend"], backend);
         assert!(
             m["test"]["accuracy"].as_f64().unwrap() > 0.8,

@@ -5,6 +5,7 @@ pub mod knn;
 pub mod lenet;
 pub mod linear;
 pub mod mlp;
+pub mod recurrent;
 
 use burn::nn::{loss::CrossEntropyLossConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
@@ -19,6 +20,7 @@ pub use linear::{
     LinearLoss, LogisticConfig, LogisticRegression, SoftmaxConfig, SoftmaxRegression,
 };
 pub use mlp::{Mlp, MlpConfig};
+pub use recurrent::{RecurrentClassifier, RecurrentConfig};
 
 /// What the data hands a model: the image shape and the number of classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,10 +88,13 @@ pub enum ModelConfig {
     Mlp(MlpConfig),
     #[serde(rename = "lenet5")]
     LeNet5(LeNet5Config),
+    /// A recurrent sequence classifier (LSTM, GRU or plain RNN cells: `cell`).
+    Lstm(RecurrentConfig),
 }
 
 impl ModelConfig {
-    pub const KINDS: &'static [&'static str] = &["knn", "softmax", "logistic", "mlp", "lenet5"];
+    pub const KINDS: &'static [&'static str] =
+        &["knn", "softmax", "logistic", "mlp", "lenet5", "lstm"];
 
     /// Reads the family `kind` from the rest of `[model]`; `None` when the kind is unknown.
     pub(crate) fn from_table(
@@ -103,6 +108,7 @@ impl ModelConfig {
             "logistic" => section(value, "model", src).map(ModelConfig::Logistic),
             "mlp" => section(value, "model", src).map(ModelConfig::Mlp),
             "lenet5" => section(value, "model", src).map(ModelConfig::LeNet5),
+            "lstm" => section(value, "model", src).map(ModelConfig::Lstm),
             _ => return None,
         })
     }
@@ -114,6 +120,7 @@ impl ModelConfig {
             ModelConfig::Logistic(_) => "logistic",
             ModelConfig::Mlp(_) => "mlp",
             ModelConfig::LeNet5(_) => "lenet5",
+            ModelConfig::Lstm(_) => "lstm",
         }
     }
 
@@ -125,6 +132,7 @@ impl ModelConfig {
             ModelConfig::Logistic(c) => c.validate(input),
             ModelConfig::Mlp(c) => c.validate(input),
             ModelConfig::LeNet5(c) => c.validate(input),
+            ModelConfig::Lstm(c) => c.validate(input),
         }
     }
 
@@ -139,6 +147,7 @@ impl ModelConfig {
             ModelConfig::Logistic(c) => Model::Logistic(c.init(input, device)),
             ModelConfig::Mlp(c) => Model::Mlp(c.init(input, device)),
             ModelConfig::LeNet5(c) => Model::LeNet5(c.init(input, device)),
+            ModelConfig::Lstm(c) => Model::Recurrent(c.init(input, device)),
         }
     }
 
@@ -150,6 +159,7 @@ impl ModelConfig {
             ModelConfig::Logistic(c) => c.layers(input),
             ModelConfig::Mlp(c) => c.layers(input),
             ModelConfig::LeNet5(c) => c.layers(input),
+            ModelConfig::Lstm(c) => c.layers(input),
         }
     }
 }
@@ -179,6 +189,7 @@ pub enum Model {
     Logistic(LogisticRegression),
     Mlp(Mlp),
     LeNet5(LeNet5),
+    Recurrent(RecurrentClassifier),
 }
 
 impl ImageClassifier for Model {
@@ -188,6 +199,7 @@ impl ImageClassifier for Model {
             Model::Logistic(m) => m.forward(images),
             Model::Mlp(m) => m.forward(images),
             Model::LeNet5(m) => m.forward(images),
+            Model::Recurrent(m) => m.forward(images),
         }
     }
 

@@ -8,6 +8,61 @@ use datasets::idx::encode_idx;
 
 pub const FASHION_MNIST: &str = datasets::DEFAULT_FASHION_MNIST_DIR;
 
+/// A scratch directory for one test: the working directory of the `zoo` runs, optionally
+/// with a generated dataset in `data/`.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn empty() -> Self {
+        Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// With `train` and `test` generated images in `data/`.
+    pub fn with_data(train: usize, test: usize) -> Self {
+        let sandbox = Self::empty();
+        write_synthetic_mnist(&sandbox.data(), train, test);
+        sandbox
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
+    /// Writes `tiny_config(model, data, extra)` as `name` and returns its path.
+    pub fn config(&self, name: &str, model: &str, extra: &str) -> String {
+        let path = write_config(self.path(), name, &tiny_config(model, &self.data(), extra));
+        path.to_string_lossy().into_owned()
+    }
+
+    pub fn zoo(&self, args: &[&str]) -> Output {
+        zoo(self.path(), args)
+    }
+
+    /// Runs `zoo` and asserts it succeeded.
+    pub fn zoo_ok(&self, args: &[&str]) -> Output {
+        let out = self.zoo(args);
+        assert!(
+            out.status.success(),
+            "zoo {args:?} failed:\n{}",
+            stderr(&out)
+        );
+        out
+    }
+
+    /// The `metrics.json` of the run directory `run` (relative to the sandbox).
+    pub fn metrics(&self, run: &str) -> serde_json::Value {
+        metrics(&self.path().join(run))
+    }
+}
+
 /// Writes a learnable 10-class, 28x28 dataset in IDX format: class c lights rows 2c..2c+3,
 /// with pseudo-random noise everywhere.
 pub fn write_synthetic_mnist(dir: &Path, train: usize, test: usize) {

@@ -1,0 +1,323 @@
+//! Recurrent sequence classifiers of the notes: stacked LSTM, GRU or plain tanh RNN layers,
+//! optionally bidirectional, with dropout between layers, read out by the last hidden state
+//! (both directions' final states when bidirectional) or the mean over time, into a linear
+//! head. Images are read as sequences of rows: 28 steps of 28 features for Fashion-MNIST.
+//! All cells are Burn's (`Lstm`, `Gru`, `Rnn` and their bidirectional forms).
+
+use burn::nn::{
+    BiGru, BiGruConfig, BiLstm, BiLstmConfig, BiRnn, BiRnnConfig, Dropout, DropoutConfig, Gru,
+    GruConfig, Linear, LinearConfig, Lstm, LstmConfig, Rnn, RnnConfig,
+};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::ModelInput;
+use crate::config::Invalid;
+use crate::summary::LayerSummary;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cell {
+    Lstm,
+    Gru,
+    /// h_t = tanh(W x_t + U h_{t-1} + b)
+    Rnn,
+}
+
+impl Cell {
+    /// Gates per cell: each a linear map of the input and one of the hidden state.
+    fn gates(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+            Cell::Rnn => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readout {
+    /// The final hidden state (many-to-one).
+    Last,
+    /// The mean of the hidden states over time.
+    Mean,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecurrentConfig {
+    pub cell: Cell,
+    pub hidden: usize,
+    pub layers: usize,
+    pub bidirectional: bool,
+    /// Dropout on the outputs of every recurrent layer but the last.
+    pub dropout: f64,
+    pub readout: Readout,
+}
+
+impl Default for RecurrentConfig {
+    fn default() -> Self {
+        Self {
+            cell: Cell::Lstm,
+            hidden: 128,
+            layers: 1,
+            bidirectional: false,
+            dropout: 0.0,
+            readout: Readout::Last,
+        }
+    }
+}
+
+impl RecurrentConfig {
+    fn directions(&self) -> usize {
+        if self.bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// (steps, features per step) of an image read row by row.
+    fn sequence_shape(input: &ModelInput) -> (usize, usize) {
+        (input.height, input.channels * input.width)
+    }
+
+    pub fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
+        if self.hidden == 0 {
+            return Err(("hidden".into(), "expected a positive width, got 0".into()));
+        }
+        if self.layers == 0 {
+            return Err(("layers".into(), "expected at least one layer, got 0".into()));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err((
+                "dropout".into(),
+                format!("expected a probability in [0, 1), got {}", self.dropout),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
+        let (steps, features) = Self::sequence_shape(input);
+        let cell = format!("{:?}", self.cell).to_lowercase();
+        let mut rows = vec![LayerSummary {
+            name: "rows".into(),
+            kind: "image rows as a sequence".into(),
+            hyper: format!("{steps} steps x {features}"),
+            output_shape: vec![steps, features],
+            params: 0,
+            buffers: 0,
+            macs: 0,
+        }];
+        let width = self.hidden * self.directions();
+        let mut d_in = features;
+        for l in 0..self.layers {
+            // Each gate has an input and a hidden-state linear map, each with a bias (as PyTorch).
+            let per_direction = self.cell.gates()
+                * (d_in * self.hidden + self.hidden + self.hidden * self.hidden + self.hidden);
+            let macs =
+                steps * self.directions() * self.cell.gates() * (d_in + self.hidden) * self.hidden;
+            rows.push(LayerSummary {
+                name: format!("recurrent.{l}"),
+                kind: if self.bidirectional {
+                    format!("bi{cell}")
+                } else {
+                    cell.clone()
+                },
+                hyper: format!("{d_in} -> {}", self.hidden),
+                output_shape: vec![steps, width],
+                params: per_direction * self.directions(),
+                buffers: 0,
+                macs,
+            });
+            d_in = width;
+        }
+        let readout = match self.readout {
+            Readout::Last => "last hidden state",
+            Readout::Mean => "mean over time",
+        };
+        rows.push(LayerSummary::elementwise("readout", readout, &[width]));
+        rows.push(LayerSummary::linear("head", width, input.num_classes));
+        rows
+    }
+
+    pub fn init(&self, input: &ModelInput, device: &Device) -> RecurrentClassifier {
+        let (_, features) = Self::sequence_shape(input);
+        let mut d_in = features;
+        let mut layers = Vec::new();
+        for _ in 0..self.layers {
+            let (h, bi) = (self.hidden, self.bidirectional);
+            layers.push(match (self.cell, bi) {
+                (Cell::Lstm, false) => {
+                    RecurrentLayer::Lstm(LstmConfig::new(d_in, h, true).init(device))
+                }
+                (Cell::Lstm, true) => {
+                    RecurrentLayer::BiLstm(BiLstmConfig::new(d_in, h, true).init(device))
+                }
+                (Cell::Gru, false) => {
+                    RecurrentLayer::Gru(GruConfig::new(d_in, h, true).init(device))
+                }
+                (Cell::Gru, true) => {
+                    RecurrentLayer::BiGru(BiGruConfig::new(d_in, h, true).init(device))
+                }
+                (Cell::Rnn, false) => {
+                    RecurrentLayer::Rnn(RnnConfig::new(d_in, h, true).init(device))
+                }
+                (Cell::Rnn, true) => {
+                    RecurrentLayer::BiRnn(BiRnnConfig::new(d_in, h, true).init(device))
+                }
+            });
+            d_in = h * self.directions();
+        }
+        RecurrentClassifier {
+            layers,
+            dropout: (self.dropout > 0.0).then(|| DropoutConfig::new(self.dropout).init()),
+            head: LinearConfig::new(d_in, input.num_classes).init(device),
+            hidden: self.hidden,
+            bidirectional: self.bidirectional,
+            readout: self.readout,
+        }
+    }
+}
+
+/// One recurrent layer of any cell, one or two directions.
+#[derive(Module, Debug)]
+pub enum RecurrentLayer {
+    Lstm(Lstm),
+    BiLstm(BiLstm),
+    Gru(Gru),
+    BiGru(BiGru),
+    Rnn(Rnn),
+    BiRnn(BiRnn),
+}
+
+impl RecurrentLayer {
+    /// # Shapes
+    /// - input: `[batch, steps, features]`; output: `[batch, steps, hidden * directions]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            RecurrentLayer::Lstm(m) => m.forward(x, None).0,
+            RecurrentLayer::BiLstm(m) => m.forward(x, None).0,
+            RecurrentLayer::Gru(m) => m.forward(x, None),
+            RecurrentLayer::BiGru(m) => m.forward(x, None).0,
+            RecurrentLayer::Rnn(m) => m.forward(x, None).0,
+            RecurrentLayer::BiRnn(m) => m.forward(x, None).0,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct RecurrentClassifier {
+    pub layers: Vec<RecurrentLayer>,
+    pub dropout: Option<Dropout>,
+    pub head: Linear,
+    #[module(skip)]
+    pub hidden: usize,
+    #[module(skip)]
+    pub bidirectional: bool,
+    #[module(skip)]
+    pub readout: Readout,
+}
+
+impl RecurrentClassifier {
+    /// # Shapes
+    /// - images: `[batch, channels, height, width]`, read as `height` steps of `channels * width`
+    /// - output: `[batch, num_classes]`
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let [batch, channels, height, width] = images.dims();
+        // [batch, steps, features]: row r of every channel side by side.
+        let mut x = images
+            .swap_dims(1, 2)
+            .reshape([batch, height, channels * width]);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if let (Some(dropout), true) = (&self.dropout, i + 1 < self.layers.len()) {
+                x = dropout.forward(x);
+            }
+        }
+        let [_, steps, width] = x.dims();
+        let features = match self.readout {
+            Readout::Mean => x.mean_dim(1).reshape([batch, width]),
+            Readout::Last if self.bidirectional => {
+                // The forward direction ends at the last step, the reverse one at the first.
+                let h = self.hidden;
+                let forward = x.clone().narrow(1, steps - 1, 1).narrow(2, 0, h);
+                let reverse = x.narrow(1, 0, 1).narrow(2, h, h);
+                Tensor::cat(vec![forward, reverse], 2).reshape([batch, width])
+            }
+            Readout::Last => x.narrow(1, steps - 1, 1).reshape([batch, width]),
+        };
+        self.head.forward(features)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows_input() -> ModelInput {
+        ModelInput {
+            channels: 1,
+            height: 28,
+            width: 28,
+            num_classes: 10,
+        }
+    }
+
+    #[test]
+    fn lstm_128_has_pytorchs_count_plus_the_head() {
+        let config = RecurrentConfig::default();
+        let total: usize = config.layers(&rows_input()).iter().map(|l| l.params).sum();
+        // nn.LSTM(28, 128) has 80,896 parameters; the head 128 * 10 + 10.
+        assert_eq!(total, 80_896 + 1_290);
+        assert_eq!(
+            config.init(&rows_input(), &Device::flex()).num_params(),
+            total
+        );
+    }
+
+    #[test]
+    fn every_cell_and_direction_builds_runs_and_backpropagates_on_both_cpu_backends() {
+        #[allow(deprecated)]
+        let devices = [Device::flex(), Device::ndarray()];
+        for device in devices {
+            for cell in [Cell::Lstm, Cell::Gru, Cell::Rnn] {
+                for (bidirectional, readout) in [
+                    (false, Readout::Last),
+                    (true, Readout::Last),
+                    (true, Readout::Mean),
+                ] {
+                    let config = RecurrentConfig {
+                        cell,
+                        hidden: 8,
+                        layers: 2,
+                        bidirectional,
+                        dropout: 0.1,
+                        readout,
+                    };
+                    let expected: usize =
+                        config.layers(&rows_input()).iter().map(|l| l.params).sum();
+                    let ad = device.clone().autodiff();
+                    let model = config.init(&rows_input(), &ad);
+                    assert_eq!(
+                        model.num_params(),
+                        expected,
+                        "{cell:?} bidirectional={bidirectional}"
+                    );
+                    let images = Tensor::<4>::random(
+                        [3, 1, 28, 28],
+                        burn::tensor::Distribution::Normal(0.0, 1.0),
+                        &ad,
+                    );
+                    let logits = model.forward(images);
+                    assert_eq!(logits.dims(), [3, 10]);
+                    let grads = logits.sum().backward();
+                    let grad = model.head.weight.grad(&grads).expect("the head takes part");
+                    assert!(grad.abs().sum().into_scalar::<f64>() > 0.0);
+                }
+            }
+        }
+    }
+}
