@@ -42,6 +42,9 @@ pub fn bench(
     warmup: usize,
     steps: usize,
 ) -> anyhow::Result<BenchResult> {
+    if let ModelConfig::CharLm(_) = exp.model {
+        anyhow::bail!("zoo bench measures image models; a char-lm run reports its characters per second in metrics.json");
+    }
     let data = prepare(&exp.data, None)?;
     let device = backend.device();
     let batch_size = exp.data.batch_size;

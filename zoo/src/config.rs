@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use datasets::DatasetKind;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::models::ModelConfig;
+use crate::models::{ModelConfig, ModelInput};
 
 /// One experiment, fully resolved.
 #[derive(Debug, Clone, Serialize)]
@@ -16,6 +16,10 @@ pub struct Experiment {
     pub data: DataConfig,
     pub train: TrainConfig,
     pub output: OutputConfig,
+    /// What the data hands the model (image shape and classes; for text, the window length
+    /// as `height` and the vocabulary as classes), worked out when the config is read.
+    #[serde(skip)]
+    pub input: ModelInput,
 }
 
 /// A user mistake in a config, located: `configs/x.toml:12: train.momentum: expected ...`.
@@ -51,6 +55,12 @@ pub struct DataConfig {
     pub train_limit: Option<usize>,
     /// Use only the first N test images; all when absent.
     pub test_limit: Option<usize>,
+    /// A UTF-8 text file, for the character-level language model.
+    pub text: Option<PathBuf>,
+    /// Characters per training window (the truncated-backpropagation length), for text.
+    pub seq_len: usize,
+    /// The last fraction of a text kept for validation.
+    pub val_fraction: f64,
     /// Keep only these classes, relabeled 0, 1, ... in this order (e.g. [0, 6]: T-shirt vs shirt).
     pub classes: Option<Vec<u8>>,
     /// A two-class task: this class (label 1) against all the others (label 0).
@@ -69,6 +79,9 @@ impl Default for DataConfig {
             eval_batch_size: 1000,
             train_limit: None,
             test_limit: None,
+            text: None,
+            seq_len: 100,
+            val_fraction: 0.1,
             classes: None,
             one_vs_rest: None,
         }
@@ -109,6 +122,13 @@ impl DataConfig {
         }
         if let Some(n) = self.test_limit {
             positive("test_limit", n)?;
+        }
+        positive("seq_len", self.seq_len)?;
+        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+            return Err((
+                "val_fraction".into(),
+                format!("expected a number in (0, 1), got {}", self.val_fraction),
+            ));
         }
         let (_, _, _, dataset_classes) = self.dataset.shape();
         let out_of_range = |c: u8| c as usize >= dataset_classes;
@@ -560,14 +580,39 @@ impl Experiment {
         };
         data.validate().map_err(|e| locate("data", e))?;
         train.validate().map_err(|e| locate("train", e))?;
-        model
-            .validate(&crate::data::model_input(&data))
-            .map_err(|e| locate("model", e))?;
+        let reads_text = matches!(model, ModelConfig::CharLm(_));
+        let input = match (&data.text, reads_text) {
+            (Some(path), true) => {
+                let corpus = crate::text::Corpus::load(path, data.val_fraction, data.seq_len)
+                    .map_err(|e| src.error("data.text", e.to_string()))?;
+                ModelInput {
+                    channels: 1,
+                    height: data.seq_len,
+                    width: 1,
+                    num_classes: corpus.vocab.len(),
+                }
+            }
+            (None, true) => {
+                return Err(src.error(
+                    "data.text",
+                    "the char-lm model reads a text file: set data.text = \"PATH\"",
+                ))
+            }
+            (Some(_), false) => {
+                return Err(src.error(
+                    "data.text",
+                    format!("only the char-lm model reads text, not {}", model.kind()),
+                ))
+            }
+            (None, false) => crate::data::image_input(&data),
+        };
+        model.validate(&input).map_err(|e| locate("model", e))?;
         Ok(Experiment {
             model,
             data,
             train,
             output,
+            input,
         })
     }
 

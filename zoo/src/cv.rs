@@ -89,6 +89,11 @@ pub fn cross_validate(
         } else {
             setting
         };
+        if let ModelConfig::CharLm(_) = exp.model {
+            bail!(
+                "zoo cv cross-validates image models; the char-lm is scored on its held-out text"
+            );
+        }
         let splits = cross_validation_folds(&exp.data, folds).context("cannot load the dataset")?;
         let mut accuracies = Vec::new();
         for (fold, data) in splits.iter().enumerate() {
@@ -105,6 +110,7 @@ pub fn cross_validate(
                     )
                     .accuracy
                 }
+                ModelConfig::CharLm(_) => unreachable!("refused above"),
                 _ => {
                     let scratch =
                         tempfile::tempdir().context("cannot create a scratch run directory")?;

@@ -21,7 +21,7 @@ pub struct PreparedData {
 }
 
 /// The model input a data config implies, without reading any file.
-pub fn model_input(config: &DataConfig) -> ModelInput {
+pub fn image_input(config: &DataConfig) -> ModelInput {
     let (channels, height, width, _) = config.dataset.shape();
     ModelInput {
         channels,
@@ -108,7 +108,7 @@ fn with_split(
         train: ImageDataset::new(set.clone(), train_idx),
         val: ImageDataset::new(set, val_idx),
         test,
-        input: model_input(config),
+        input: image_input(config),
         class_names: class_names(config),
     }
 }

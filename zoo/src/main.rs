@@ -87,6 +87,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Generate text with a trained char-lm run.
+    Sample {
+        run_dir: PathBuf,
+        /// Text to start from (every character must occur in the training text).
+        #[arg(long)]
+        prompt: String,
+        /// Characters to generate.
+        #[arg(long, default_value_t = 300)]
+        length: usize,
+        /// Softmax temperature: below 1 more conservative, above 1 more random.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        backend: Backend,
+    },
     /// Model kinds and shipped configs.
     List,
 }
@@ -229,6 +246,17 @@ fn dispatch(cli: Cli) -> Result<()> {
                     r.peak_memory_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB"))
                 );
             }
+        }
+        Command::Sample {
+            run_dir,
+            prompt,
+            length,
+            temperature,
+            seed,
+            backend,
+        } => {
+            backend.make_default();
+            zoo::lm::sample(&run_dir, &prompt, length, temperature, seed, backend)?;
         }
         Command::List => {
             println!("model kinds: {}", ModelConfig::KINDS.join(", "));

@@ -52,12 +52,16 @@ pub struct Metrics {
 
 /// The summary of a config's model at the input its data implies.
 pub fn summarize(exp: &Experiment) -> Summary {
-    let input = data::model_input(&exp.data);
+    let input = exp.input;
     Summary::new(exp.model.kind(), input, exp.model.layers(&input))
 }
 
 /// Trains `exp` on `backend` into its run directory and evaluates it on the test split.
-pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<Metrics> {
+pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<()> {
+    if let ModelConfig::CharLm(config) = &exp.model {
+        crate::lm::train(exp, config, backend, resume)?;
+        return Ok(());
+    }
     let run_dir = exp.run_dir();
     prepare_run_dir(exp, &run_dir, resume)?;
     let data = data::prepare(&exp.data, None).context("cannot load the dataset")?;
@@ -137,7 +141,7 @@ pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<Metrics
     save_json(&run_dir.join(METRICS_FILE), &metrics)?;
     println!("{}", metrics.test.to_table(&metrics.class_names));
     println!("run directory: {}", run_dir.display());
-    Ok(metrics)
+    Ok(())
 }
 
 /// kNN's "training": the standardized training split, stored on the device.
@@ -171,7 +175,7 @@ fn test_evaluation<M: crate::models::ImageClassifier>(
 }
 
 /// Refuses to overwrite a run by accident, and to resume one with a different config.
-fn prepare_run_dir(exp: &Experiment, run_dir: &Path, resume: bool) -> Result<()> {
+pub(crate) fn prepare_run_dir(exp: &Experiment, run_dir: &Path, resume: bool) -> Result<()> {
     let has_checkpoint = crate::checkpoint::latest(run_dir)
         .with_context(|| format!("cannot read {}", run_dir.display()))?
         .is_some();
@@ -200,7 +204,7 @@ fn prepare_run_dir(exp: &Experiment, run_dir: &Path, resume: bool) -> Result<()>
     std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))
 }
 
-fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_vec_pretty(value).expect("metrics serialize");
     write_atomic(path, &text).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -228,16 +232,20 @@ pub fn load_trained(run_dir: &Path, device: &Device) -> Result<(Experiment, Mode
     if !model_path.exists() {
         bail!("{} has no trained model yet ({MODEL_FILE}); finish the run with `zoo train CONFIG --resume`", run_dir.display());
     }
-    let input = data::model_input(&exp.data);
+    let input = exp.input;
     let model = load_module(exp.model.init(&input, device), &model_path)?;
     Ok((exp, model))
 }
 
 /// Re-evaluates a finished run on the test split, with the standardization saved with it
 /// (kNN, which saves no weights, is fitted again from the training split).
-pub fn eval(run_dir: &Path, backend: Backend) -> Result<Evaluation> {
+pub fn eval(run_dir: &Path, backend: Backend) -> Result<()> {
     let device = backend.device();
     let exp = load_run_config(run_dir)?;
+    if let ModelConfig::CharLm(_) = exp.model {
+        crate::lm::eval(run_dir, backend)?;
+        return Ok(());
+    }
     let norm_path = run_dir.join(NORMALIZATION_FILE);
     let standardization: Standardization = serde_json::from_str(
         &std::fs::read_to_string(&norm_path)
@@ -253,7 +261,7 @@ pub fn eval(run_dir: &Path, backend: Backend) -> Result<Evaluation> {
         let dir = exp.data.resolved_dir().expect("validated");
         let test = data::load_test(&exp.data, &dir).context("cannot load the dataset")?;
         let batcher = datasets::ImageBatcher::new(standardization, test.set());
-        let num_classes = data::model_input(&exp.data).num_classes;
+        let num_classes = exp.input.num_classes;
         evaluate(
             &model,
             &test,
@@ -264,14 +272,17 @@ pub fn eval(run_dir: &Path, backend: Backend) -> Result<Evaluation> {
         )
     };
     println!("{}", evaluation.to_table(&data::class_names(&exp.data)));
-    Ok(evaluation)
+    Ok(())
 }
 
 /// `zoo check`: the config is valid and the model builds; returns a one-paragraph report.
 pub fn check(exp: &Experiment) -> Result<String> {
     let summary = summarize(exp);
-    let built = match exp.model {
+    let built = match &exp.model {
         ModelConfig::Knn(_) => summary.total_params, // stores data, builds no network
+        ModelConfig::CharLm(c) => c
+            .init(summary.input.num_classes, &Backend::Flex.device())
+            .num_params(),
         _ => exp
             .model
             .init(&summary.input, &Backend::Flex.device())
@@ -286,14 +297,25 @@ pub fn check(exp: &Experiment) -> Result<String> {
         );
     }
     let i = summary.input;
+    let data = match &exp.data.text {
+        Some(path) => format!(
+            "{} (windows of {} characters, {} distinct characters)",
+            path.display(),
+            i.height,
+            i.num_classes
+        ),
+        None => format!(
+            "{} ({}x{}x{}, {} classes)",
+            exp.data.dataset.name(),
+            i.channels,
+            i.height,
+            i.width,
+            i.num_classes
+        ),
+    };
     Ok(format!(
-        "ok: {} on {} ({}x{}x{}, {} classes): {} trainable parameters, {} buffers, {} multiply-accumulates per example; run directory {}",
+        "ok: {} on {data}: {} trainable parameters, {} buffers, {} multiply-accumulates per example; run directory {}",
         exp.model.kind(),
-        exp.data.dataset.name(),
-        i.channels,
-        i.height,
-        i.width,
-        i.num_classes,
         crate::summary::group_digits(summary.total_params),
         crate::summary::group_digits(summary.total_buffers),
         crate::summary::group_digits(summary.total_macs),

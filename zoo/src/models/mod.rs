@@ -1,6 +1,7 @@
 //! The model registry: one enum of configs (the TOML `model.kind`), one enum of built modules
 //! (what the trainer holds), and the small trait through which the trainer meets any model.
 
+pub mod charlm;
 pub mod knn;
 pub mod lenet;
 pub mod linear;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{section, ConfigError, Invalid, Source};
 use crate::summary::LayerSummary;
 
+pub use charlm::{CharLm, CharLmConfig};
 pub use knn::{KnnClassifier, KnnConfig};
 pub use lenet::{LeNet5, LeNet5Config};
 pub use linear::{
@@ -23,7 +25,7 @@ pub use mlp::{Mlp, MlpConfig};
 pub use recurrent::{RecurrentClassifier, RecurrentConfig};
 
 /// What the data hands a model: the image shape and the number of classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelInput {
     pub channels: usize,
     pub height: usize,
@@ -90,11 +92,14 @@ pub enum ModelConfig {
     LeNet5(LeNet5Config),
     /// A recurrent sequence classifier (LSTM, GRU or plain RNN cells: `cell`).
     Lstm(RecurrentConfig),
+    /// The character-level language model (reads `data.text`).
+    CharLm(CharLmConfig),
 }
 
 impl ModelConfig {
-    pub const KINDS: &'static [&'static str] =
-        &["knn", "softmax", "logistic", "mlp", "lenet5", "lstm"];
+    pub const KINDS: &'static [&'static str] = &[
+        "knn", "softmax", "logistic", "mlp", "lenet5", "lstm", "char-lm",
+    ];
 
     /// Reads the family `kind` from the rest of `[model]`; `None` when the kind is unknown.
     pub(crate) fn from_table(
@@ -109,6 +114,7 @@ impl ModelConfig {
             "mlp" => section(value, "model", src).map(ModelConfig::Mlp),
             "lenet5" => section(value, "model", src).map(ModelConfig::LeNet5),
             "lstm" => section(value, "model", src).map(ModelConfig::Lstm),
+            "char-lm" => section(value, "model", src).map(ModelConfig::CharLm),
             _ => return None,
         })
     }
@@ -121,6 +127,7 @@ impl ModelConfig {
             ModelConfig::Mlp(_) => "mlp",
             ModelConfig::LeNet5(_) => "lenet5",
             ModelConfig::Lstm(_) => "lstm",
+            ModelConfig::CharLm(_) => "char-lm",
         }
     }
 
@@ -133,11 +140,13 @@ impl ModelConfig {
             ModelConfig::Mlp(c) => c.validate(input),
             ModelConfig::LeNet5(c) => c.validate(input),
             ModelConfig::Lstm(c) => c.validate(input),
+            ModelConfig::CharLm(c) => c.validate(),
         }
     }
 
-    /// Builds the network with fresh weights. kNN has none: it is fitted from data instead
-    /// (`KnnConfig::fit`), and callers branch on `ModelConfig::Knn` before calling this.
+    /// Builds the image network with fresh weights. kNN has none (it is fitted from data,
+    /// `KnnConfig::fit`) and the char-lm reads text (`CharLmConfig::init`): callers branch on
+    /// those two before calling this.
     pub fn init(&self, input: &ModelInput, device: &Device) -> Model {
         match self {
             ModelConfig::Knn(_) => {
@@ -148,6 +157,9 @@ impl ModelConfig {
             ModelConfig::Mlp(c) => Model::Mlp(c.init(input, device)),
             ModelConfig::LeNet5(c) => Model::LeNet5(c.init(input, device)),
             ModelConfig::Lstm(c) => Model::Recurrent(c.init(input, device)),
+            ModelConfig::CharLm(_) => {
+                panic!("the char-lm reads characters, not images: build it with CharLmConfig::init")
+            }
         }
     }
 
@@ -160,6 +172,7 @@ impl ModelConfig {
             ModelConfig::Mlp(c) => c.layers(input),
             ModelConfig::LeNet5(c) => c.layers(input),
             ModelConfig::Lstm(c) => c.layers(input),
+            ModelConfig::CharLm(c) => c.layers(input.num_classes, input.height),
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use burn::nn::{
     BiGru, BiGruConfig, BiLstm, BiLstmConfig, BiRnn, BiRnnConfig, Dropout, DropoutConfig, Gru,
-    GruConfig, Linear, LinearConfig, Lstm, LstmConfig, Rnn, RnnConfig,
+    GruConfig, Linear, LinearConfig, Lstm, LstmConfig, LstmState, Rnn, RnnConfig, RnnState,
 };
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -101,7 +101,6 @@ impl RecurrentConfig {
 
     pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
         let (steps, features) = Self::sequence_shape(input);
-        let cell = format!("{:?}", self.cell).to_lowercase();
         let mut rows = vec![LayerSummary {
             name: "rows".into(),
             kind: "image rows as a sequence".into(),
@@ -111,29 +110,15 @@ impl RecurrentConfig {
             buffers: 0,
             macs: 0,
         }];
+        rows.extend(recurrent_rows(
+            self.cell,
+            features,
+            self.hidden,
+            self.layers,
+            self.bidirectional,
+            steps,
+        ));
         let width = self.hidden * self.directions();
-        let mut d_in = features;
-        for l in 0..self.layers {
-            // Each gate has an input and a hidden-state linear map, each with a bias (as PyTorch).
-            let per_direction = self.cell.gates()
-                * (d_in * self.hidden + self.hidden + self.hidden * self.hidden + self.hidden);
-            let macs =
-                steps * self.directions() * self.cell.gates() * (d_in + self.hidden) * self.hidden;
-            rows.push(LayerSummary {
-                name: format!("recurrent.{l}"),
-                kind: if self.bidirectional {
-                    format!("bi{cell}")
-                } else {
-                    cell.clone()
-                },
-                hyper: format!("{d_in} -> {}", self.hidden),
-                output_shape: vec![steps, width],
-                params: per_direction * self.directions(),
-                buffers: 0,
-                macs,
-            });
-            d_in = width;
-        }
         let readout = match self.readout {
             Readout::Last => "last hidden state",
             Readout::Mean => "mean over time",
@@ -145,11 +130,70 @@ impl RecurrentConfig {
 
     pub fn init(&self, input: &ModelInput, device: &Device) -> RecurrentClassifier {
         let (_, features) = Self::sequence_shape(input);
-        let mut d_in = features;
-        let mut layers = Vec::new();
-        for _ in 0..self.layers {
-            let (h, bi) = (self.hidden, self.bidirectional);
-            layers.push(match (self.cell, bi) {
+        let layers = build_layers(
+            self.cell,
+            features,
+            self.hidden,
+            self.layers,
+            self.bidirectional,
+            device,
+        );
+        let d_in = self.hidden * self.directions();
+        RecurrentClassifier {
+            layers,
+            dropout: (self.dropout > 0.0).then(|| DropoutConfig::new(self.dropout).init()),
+            head: LinearConfig::new(d_in, input.num_classes).init(device),
+            hidden: self.hidden,
+            bidirectional: self.bidirectional,
+            readout: self.readout,
+        }
+    }
+}
+
+/// The summary rows of `layers` stacked recurrent layers over `steps` steps of `d_in` features.
+pub fn recurrent_rows(
+    cell: Cell,
+    d_in: usize,
+    hidden: usize,
+    layers: usize,
+    bidirectional: bool,
+    steps: usize,
+) -> Vec<LayerSummary> {
+    let directions = if bidirectional { 2 } else { 1 };
+    let name = format!("{}{:?}", if bidirectional { "bi" } else { "" }, cell).to_lowercase();
+    let mut rows = Vec::new();
+    let mut d_in = d_in;
+    for l in 0..layers {
+        // Each gate has an input and a hidden-state linear map, each with a bias (as PyTorch).
+        let per_direction = cell.gates() * (d_in * hidden + hidden + hidden * hidden + hidden);
+        rows.push(LayerSummary {
+            name: format!("recurrent.{l}"),
+            kind: name.clone(),
+            hyper: format!("{d_in} -> {hidden}"),
+            output_shape: vec![steps, hidden * directions],
+            params: per_direction * directions,
+            buffers: 0,
+            macs: steps * directions * cell.gates() * (d_in + hidden) * hidden,
+        });
+        d_in = hidden * directions;
+    }
+    rows
+}
+
+/// `layers` stacked recurrent layers of `cell`, the first reading `d_in` features.
+pub fn build_layers(
+    cell: Cell,
+    d_in: usize,
+    hidden: usize,
+    layers: usize,
+    bidirectional: bool,
+    device: &Device,
+) -> Vec<RecurrentLayer> {
+    let mut d_in = d_in;
+    (0..layers)
+        .map(|_| {
+            let h = hidden;
+            let layer = match (cell, bidirectional) {
                 (Cell::Lstm, false) => {
                     RecurrentLayer::Lstm(LstmConfig::new(d_in, h, true).init(device))
                 }
@@ -168,16 +212,35 @@ impl RecurrentConfig {
                 (Cell::Rnn, true) => {
                     RecurrentLayer::BiRnn(BiRnnConfig::new(d_in, h, true).init(device))
                 }
-            });
-            d_in = h * self.directions();
+            };
+            d_in = if bidirectional { 2 * h } else { h };
+            layer
+        })
+        .collect()
+}
+
+/// What a one-directional layer carries from one call to the next (for sampling).
+#[derive(Debug, Clone)]
+pub enum CellState {
+    Lstm(LstmState<2>),
+    /// GRU and plain RNN: the hidden state, `[batch, hidden]`.
+    Hidden(Tensor<2>),
+}
+
+impl CellState {
+    fn lstm(self) -> LstmState<2> {
+        match self {
+            CellState::Lstm(s) => s,
+            CellState::Hidden(_) => unreachable!("an LSTM layer only ever returns LSTM states"),
         }
-        RecurrentClassifier {
-            layers,
-            dropout: (self.dropout > 0.0).then(|| DropoutConfig::new(self.dropout).init()),
-            head: LinearConfig::new(d_in, input.num_classes).init(device),
-            hidden: self.hidden,
-            bidirectional: self.bidirectional,
-            readout: self.readout,
+    }
+
+    fn hidden(self) -> Tensor<2> {
+        match self {
+            CellState::Hidden(h) => h,
+            CellState::Lstm(_) => {
+                unreachable!("a GRU or RNN layer only ever returns hidden states")
+            }
         }
     }
 }
@@ -204,6 +267,36 @@ impl RecurrentLayer {
             RecurrentLayer::BiGru(m) => m.forward(x, None).0,
             RecurrentLayer::Rnn(m) => m.forward(x, None).0,
             RecurrentLayer::BiRnn(m) => m.forward(x, None).0,
+        }
+    }
+}
+
+impl RecurrentLayer {
+    /// Runs a one-directional layer from `state` (zeros when `None`) and returns its final state.
+    ///
+    /// # Shapes
+    /// - input: `[batch, steps, features]`; output: `[batch, steps, hidden]`
+    pub fn forward_with_state(
+        &self,
+        x: Tensor<3>,
+        state: Option<CellState>,
+    ) -> (Tensor<3>, CellState) {
+        match self {
+            RecurrentLayer::Lstm(m) => {
+                let (out, state) = m.forward(x, state.map(CellState::lstm));
+                (out, CellState::Lstm(state))
+            }
+            RecurrentLayer::Gru(m) => {
+                let out = m.forward(x, state.map(CellState::hidden));
+                let [batch, steps, hidden] = out.dims();
+                let last = out.clone().narrow(1, steps - 1, 1).reshape([batch, hidden]);
+                (out, CellState::Hidden(last))
+            }
+            RecurrentLayer::Rnn(m) => {
+                let (out, state) = m.forward(x, state.map(|s| RnnState::new(s.hidden())));
+                (out, CellState::Hidden(state.hidden))
+            }
+            _ => panic!("a bidirectional layer needs the whole sequence; it cannot carry a state"),
         }
     }
 }
