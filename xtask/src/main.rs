@@ -1,7 +1,9 @@
 //! `cargo xtask`: the project's batch tasks (the cargo-xtask convention). It drives the `zoo`
 //! binary as a user would, through cargo, and never reaches into a model.
 
+mod batch;
 mod bench;
+mod report;
 mod reproduce;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +18,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Loader, training and inference throughput and peak memory per config and backend.
+    /// Run configs x backends x seeds x a grid (or random search) and report the results.
+    Batch(batch::Args),
     Bench(bench::Args),
     /// Train every shipped Fashion-MNIST config and regenerate the README's results table.
     Reproduce(reproduce::Args),
@@ -23,6 +27,7 @@ enum Task {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
+        Task::Batch(args) => batch::run(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Reproduce(args) => reproduce::run(&args),
     }
@@ -58,9 +63,12 @@ fn splice_readme(readme: &std::path::Path, name: &str, content: &str) -> anyhow:
     std::fs::write(readme, updated).context("cannot write README.md")
 }
 
-/// Builds the `zoo` binary (the workspace's one profile) and returns its path.
+/// The `zoo` binary: `$ZOO_BIN` when set, else built now (the workspace's one profile).
 fn zoo_binary(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     use anyhow::Context;
+    if let Some(bin) = std::env::var_os("ZOO_BIN") {
+        return Ok(bin.into());
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .current_dir(root)

@@ -65,6 +65,9 @@ enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArgs,
+        /// Print the resolved config (TOML, every default filled in) instead of the report.
+        #[arg(long)]
+        print_config: bool,
     },
     /// The per-layer table: output shapes, parameters, multiply-accumulates.
     Summary {
@@ -210,9 +213,17 @@ fn dispatch(cli: Cli) -> Result<()> {
             let rows = zoo::cv::cross_validate(&config, &base, &combos, folds, backend)?;
             println!("{}", zoo::cv::to_table(&rows, folds));
         }
-        Command::Check { config } => {
+        Command::Check {
+            config,
+            print_config,
+        } => {
             Backend::Flex.make_default();
-            println!("{}", run::check(&config.load(Vec::new())?)?);
+            let exp = config.load(Vec::new())?;
+            if print_config {
+                print!("{}", exp.to_toml());
+            } else {
+                println!("{}", run::check(&exp)?);
+            }
         }
         Command::Summary { config, json } => {
             let summary = run::summarize(&config.load(Vec::new())?);
