@@ -28,8 +28,9 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let root = super::workspace_root();
     let configs = super::configs_in(&root.join("configs/fashion-mnist"))?;
+    let texts = super::configs_in(&root.join("configs/text"))?;
     let zoo = super::zoo_binary(&root)?;
-    for config in &configs {
+    for config in configs.iter().chain(&texts) {
         let stem = stem(config);
         if !args.only.is_empty() && !args.only.contains(&stem) {
             continue;
@@ -61,6 +62,9 @@ pub fn run(args: &Args) -> Result<()> {
     std::fs::write(root.join("results/reproduce.md"), &table)?;
     super::splice_readme(&root.join("README.md"), "results", &table)?;
     println!("{table}");
+    let lm = language_model_table(&root, &zoo, &texts, &root.join(&args.out))?;
+    super::splice_readme(&root.join("README.md"), "lm", &lm)?;
+    println!("{lm}");
     Ok(())
 }
 
@@ -132,4 +136,73 @@ fn results_table(root: &Path, configs: &[PathBuf], runs: &Path) -> Result<String
         );
     }
     Ok(out)
+}
+
+/// How the README's samples start.
+const SAMPLE_PROMPT: &str = "The ";
+
+/// The character models' validation scores against the unigram baseline, and a sample.
+fn language_model_table(
+    root: &Path,
+    zoo: &Path,
+    configs: &[PathBuf],
+    runs: &Path,
+) -> Result<String> {
+    let mut out = String::from(
+        "| config | parameters | epochs | seconds / epoch | train characters/s | validation bits/char | unigram bits/char | perplexity | next-character accuracy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut samples = String::new();
+    for config in configs {
+        let path = runs.join(stem(config)).join("metrics.json");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let m: Value =
+            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let seconds = m["epoch_seconds"].as_array().map_or(0.0, |e| {
+            e.iter().filter_map(Value::as_f64).sum::<f64>() / e.len().max(1) as f64
+        });
+        let v = &m["validation"];
+        out += &format!(
+            "| `{}` | {} | {} | {seconds:.1} | {:.0} | **{:.3}** | {:.3} | {:.2} | {:.4} |\n",
+            config.strip_prefix(root).unwrap_or(config).display(),
+            m["params"]
+                .as_u64()
+                .map_or("-".into(), |p| zoo::summary::group_digits(p as usize)),
+            m["epochs"],
+            m["train_chars_per_second"].as_f64().unwrap_or(0.0),
+            v["bits_per_char"].as_f64().unwrap_or(f64::NAN),
+            m["unigram_bits_per_char"].as_f64().unwrap_or(f64::NAN),
+            v["perplexity"].as_f64().unwrap_or(f64::NAN),
+            v["accuracy"].as_f64().unwrap_or(f64::NAN),
+        );
+        let sample = Command::new(zoo)
+            .arg("sample")
+            .arg(runs.join(stem(config)))
+            .args([
+                "--prompt",
+                SAMPLE_PROMPT,
+                "--length",
+                "400",
+                "--temperature",
+                "0.7",
+                "--seed",
+                "0",
+            ])
+            .output()
+            .context("cannot run zoo sample")?;
+        if !sample.status.success() {
+            bail!(
+                "zoo sample {} failed: {}",
+                stem(config),
+                String::from_utf8_lossy(&sample.stderr)
+            );
+        }
+        samples += &format!(
+            "\n`zoo sample {} --prompt {SAMPLE_PROMPT:?} --length 400 --temperature 0.7 --seed 0` printed:\n\n```text\n{}\n```\n",
+            runs.join(stem(config)).strip_prefix(root).unwrap_or(runs).display(),
+            String::from_utf8_lossy(&sample.stdout).trim_end()
+        );
+    }
+    Ok(out + &samples)
 }
