@@ -76,10 +76,14 @@ pub fn run(args: &Args) -> Result<()> {
                 );
                 serde_json::json!({ "backend": backend, "timed_out_after_s": args.timeout_s })
             } else if !out.status.success() {
-                bail!(
-                    "zoo bench {shown} --backend {backend} failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let error = stderr
+                    .lines()
+                    .find(|l| l.starts_with("error:"))
+                    .unwrap_or("no error line")
+                    .to_string();
+                eprintln!("bench: {shown} on {backend}: {error}");
+                serde_json::json!({ "backend": backend, "failed": error })
             } else {
                 serde_json::from_slice(&out.stdout).context("zoo bench printed no JSON")?
             };
@@ -90,10 +94,10 @@ pub fn run(args: &Args) -> Result<()> {
     let table = markdown(&rows);
     println!("{table}");
     std::fs::create_dir_all(&args.out)?;
-    std::fs::write(args.out.join("bench.md"), &table)?;
-    std::fs::write(
-        args.out.join("bench.json"),
-        serde_json::to_string_pretty(&rows)?,
+    zoo::fsutil::write_atomic(&args.out.join("bench.md"), table.as_bytes())?;
+    zoo::fsutil::write_atomic(
+        &args.out.join("bench.json"),
+        serde_json::to_string_pretty(&rows)?.as_bytes(),
     )?;
     super::splice_readme(&root.join("README.md"), "bench", &table)?;
     eprintln!(
@@ -108,6 +112,14 @@ fn markdown(rows: &[Value]) -> String {
         "| config | backend | loader images/s | train images/s (batch) | inference images/s (batch) | test split predicted in | peak memory |\n|---|---|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
+        if let Some(error) = r["failed"].as_str() {
+            out += &format!(
+                "| {} | {} | failed: {error} | | | | |\n",
+                r["config"].as_str().unwrap_or("?"),
+                r["backend"].as_str().unwrap_or("?")
+            );
+            continue;
+        }
         if let Some(limit) = r["timed_out_after_s"].as_u64() {
             out += &format!(
                 "| {} | {} | stopped after {limit} s | | | | |\n",

@@ -60,7 +60,7 @@ fn splice_readme(readme: &std::path::Path, name: &str, content: &str) -> anyhow:
     };
     let marker_end = a + text[a..].find("-->").map_or(0, |i| i + 3);
     let updated = format!("{}\n{content}{}", &text[..marker_end], &text[b..]);
-    std::fs::write(readme, updated).context("cannot write README.md")
+    zoo::fsutil::write_atomic(readme, updated.as_bytes()).context("cannot write README.md")
 }
 
 /// The `zoo` binary: `$ZOO_BIN` when set, else built now (the workspace's one profile).

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -134,10 +135,10 @@ pub fn write(
             .join(",");
         csv.push('\n');
     }
-    std::fs::write(out.join("results.csv"), csv)?;
-    std::fs::write(
-        out.join("results.json"),
-        serde_json::to_string_pretty(rows)?,
+    zoo::fsutil::write_atomic(&out.join("results.csv"), csv.as_bytes())?;
+    zoo::fsutil::write_atomic(
+        &out.join("results.json"),
+        serde_json::to_string_pretty(rows)?.as_bytes(),
     )?;
 
     let references: toml::Table = std::fs::read_to_string(root.join("configs/references.toml"))
@@ -170,7 +171,7 @@ pub fn write(
             g.name, g.rows[0].model
         );
     }
-    std::fs::write(out.join("results.md"), md)?;
+    zoo::fsutil::write_atomic(&out.join("results.md"), md.as_bytes())?;
 
     let plots = out.join("plots");
     std::fs::create_dir_all(&plots)?;
@@ -377,45 +378,43 @@ fn sweep<DB: DrawingBackend>(
         (lo.min(p.1), hi.max(p.1))
     });
     let ypad = ((yhi - ylo) * 0.1).max(0.005);
-    let caption = format!("test accuracy against {key}");
+    let y = (ylo - ypad)..(yhi + ypad);
     if log_scale && xlo > 0.0 {
-        let mut chart = ChartBuilder::on(&area)
-            .caption(caption, ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(
-                (xlo * 0.8..xhi * 1.25).log_scale(),
-                (ylo - ypad)..(yhi + ypad),
-            )
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(key)
-            .y_desc("test accuracy")
-            .draw()
-            .map_err(err)?;
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 5, BLUE.filled())))
-            .map_err(err)?;
+        scatter(&area, key, (xlo * 0.8..xhi * 1.25).log_scale(), y, points)?;
     } else {
         let xpad = ((xhi - xlo) * 0.1).max(1e-9);
-        let mut chart = ChartBuilder::on(&area)
-            .caption(caption, ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d((xlo - xpad)..(xhi + xpad), (ylo - ypad)..(yhi + ypad))
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(key)
-            .y_desc("test accuracy")
-            .draw()
-            .map_err(err)?;
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 5, BLUE.filled())))
-            .map_err(err)?;
+        scatter(&area, key, (xlo - xpad)..(xhi + xpad), y, points)?;
     }
     area.present().map_err(err)
+}
+
+/// Points of (swept value, test accuracy) on an x axis of any scale.
+fn scatter<DB: DrawingBackend, X>(
+    area: &DrawingArea<DB, Shift>,
+    key: &str,
+    x: X,
+    y: std::ops::Range<f64>,
+    points: &[(f64, f64)],
+) -> Result<()>
+where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("test accuracy against {key}"), ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(key)
+        .y_desc("test accuracy")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(points.iter().map(|&p| Circle::new(p, 5, BLUE.filled())))
+        .map_err(err)?;
+    Ok(())
 }

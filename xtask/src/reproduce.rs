@@ -59,7 +59,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let table = results_table(&root, &configs, &root.join(&args.out))?;
     std::fs::create_dir_all(root.join("results"))?;
-    std::fs::write(root.join("results/reproduce.md"), &table)?;
+    zoo::fsutil::write_atomic(&root.join("results/reproduce.md"), table.as_bytes())?;
     super::splice_readme(&root.join("README.md"), "results", &table)?;
     println!("{table}");
     let lm = language_model_table(&root, &zoo, &texts, &root.join(&args.out))?;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::config::Experiment;
 use crate::data::prepare;
-use crate::eval::evaluate;
+use crate::eval::evaluate_on;
 use crate::models::{ImageClassifier, ModelConfig};
 use crate::run::fit_knn;
 use crate::train::build_optimizer;
@@ -70,14 +70,7 @@ pub fn bench(
     if let ModelConfig::Knn(knn) = &exp.model {
         let model = fit_knn(knn, &data, &device);
         let started = Instant::now();
-        let evaluation = evaluate(
-            &model,
-            &data.test,
-            &data.batcher,
-            exp.data.eval_batch_size,
-            data.input.num_classes,
-            &device,
-        );
+        let evaluation = evaluate_on(&model, &data, &data.test, exp.data.eval_batch_size, &device);
         let seconds = started.elapsed().as_secs_f64();
         return Ok(BenchResult {
             model: exp.model.kind().into(),

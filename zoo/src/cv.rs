@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use crate::backend::Backend;
 use crate::config::{Experiment, Override};
 use crate::data::cross_validation_folds;
-use crate::eval::evaluate;
+use crate::eval::evaluate_on;
 use crate::models::ModelConfig;
 use crate::run::fit_knn;
 use crate::train::{ImageTask, Trainer};
@@ -100,15 +100,7 @@ pub fn cross_validate(
             let accuracy = match &exp.model {
                 ModelConfig::Knn(knn) => {
                     let model = fit_knn(knn, data, &device);
-                    evaluate(
-                        &model,
-                        &data.val,
-                        &data.batcher,
-                        exp.data.eval_batch_size,
-                        data.input.num_classes,
-                        &device,
-                    )
-                    .accuracy
+                    evaluate_on(&model, data, &data.val, exp.data.eval_batch_size, &device).accuracy
                 }
                 ModelConfig::CharLm(_) => unreachable!("refused above"),
                 _ => {

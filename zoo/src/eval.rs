@@ -6,6 +6,7 @@ use burn::prelude::*;
 use datasets::{ImageBatcher, ImageDataset};
 use serde::{Deserialize, Serialize};
 
+use crate::data::PreparedData;
 use crate::models::ImageClassifier;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,6 +57,24 @@ pub fn evaluate<M: ImageClassifier>(
         samples += n;
     }
     summarize(confusion, loss_sum, top5_hits, samples)
+}
+
+/// `evaluate` on one split of `data` (its validation or test images), with its batcher.
+pub fn evaluate_on<M: ImageClassifier>(
+    model: &M,
+    data: &PreparedData,
+    split: &ImageDataset,
+    batch_size: usize,
+    device: &Device,
+) -> Evaluation {
+    evaluate(
+        model,
+        split,
+        &data.batcher,
+        batch_size,
+        data.input.num_classes,
+        device,
+    )
 }
 
 /// The arg-max of `scores` and the rank of `target` among them (0 = best; ties favour the

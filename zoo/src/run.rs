@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::config::Experiment;
 use crate::data::{self, PreparedData};
-use crate::eval::{evaluate, Evaluation};
+use crate::eval::{evaluate, evaluate_on, Evaluation};
 use crate::fsutil::write_atomic;
 use crate::models::{KnnClassifier, KnnConfig, Model, ModelConfig};
 use crate::summary::Summary;
@@ -103,12 +103,11 @@ pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<()> {
     let started = Instant::now();
     if let ModelConfig::Knn(knn) = &exp.model {
         let model = fit_knn(knn, &data, &device);
-        metrics.validation = Some(evaluate(
+        metrics.validation = Some(evaluate_on(
             &model,
+            &data,
             &data.val,
-            &data.batcher,
             exp.data.eval_batch_size,
-            data.input.num_classes,
             &device,
         ));
         let test_started = Instant::now();
@@ -146,13 +145,18 @@ pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<()> {
 
 /// kNN's "training": the standardized training split, stored on the device.
 pub fn fit_knn(config: &KnnConfig, data: &PreparedData, device: &Device) -> KnnClassifier {
-    let items = (0..data.train.len())
-        .map(|i| data.train.get(i).expect("in-memory"))
+    let rows = config.block_rows();
+    let blocks = (0..data.train.len())
+        .step_by(rows)
+        .map(|start| {
+            let items = (start..(start + rows).min(data.train.len()))
+                .map(|i| data.train.get(i).expect("in-memory"))
+                .collect();
+            data.batcher.batch(items, device).images.flatten(1, 3)
+        })
         .collect();
-    let batch = data.batcher.batch(items, device);
-    let features = batch.images.flatten(1, 3);
     config.fit(
-        features,
+        blocks,
         data.train.labels().collect(),
         data.input.num_classes,
     )
@@ -164,14 +168,7 @@ fn test_evaluation<M: crate::models::ImageClassifier>(
     exp: &Experiment,
     device: &Device,
 ) -> Evaluation {
-    evaluate(
-        model,
-        &data.test,
-        &data.batcher,
-        exp.data.eval_batch_size,
-        data.input.num_classes,
-        device,
-    )
+    evaluate_on(model, data, &data.test, exp.data.eval_batch_size, device)
 }
 
 /// Refuses to overwrite a run by accident, and to resume one with a different config.

@@ -27,7 +27,7 @@ use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, STATE_FILE};
 use crate::config::Experiment;
 use crate::config::{OptimizerKind, ScheduleKind, TrainConfig};
 use crate::data::PreparedData;
-use crate::eval::evaluate;
+use crate::eval::evaluate_on;
 use crate::losses::weight_penalty;
 use crate::models::ImageClassifier;
 use crate::schedule::{learning_rate, PlateauState};
@@ -280,14 +280,7 @@ impl<M: ImageClassifier> Task<M> for ImageTask<'_> {
 
     fn validate(&self, model: &M, batch_size: usize, device: &Device) -> Validation {
         let data = self.data;
-        let e = evaluate(
-            model,
-            &data.val,
-            &data.batcher,
-            batch_size,
-            data.input.num_classes,
-            device,
-        );
+        let e = evaluate_on(model, data, &data.val, batch_size, device);
         Validation {
             loss: e.loss.expect("trained models define a loss"),
             accuracy: e.accuracy,

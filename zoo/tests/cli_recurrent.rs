@@ -79,7 +79,7 @@ fn char_lm_beats_the_unigram_baseline_and_samples() {
     assert!((perplexity.ln() / std::f64::consts::LN_2 - bpc).abs() < 1e-9);
     assert_eq!(m["history"].as_array().unwrap().len(), 6);
 
-    let out = sb.zoo_ok(&[
+    let sample_args = [
         "sample",
         "runs/lm",
         "--prompt",
@@ -90,7 +90,8 @@ fn char_lm_beats_the_unigram_baseline_and_samples() {
         "0.5",
         "--seed",
         "3",
-    ]);
+    ];
+    let out = sb.zoo_ok(&sample_args);
     let sample = stdout(&out);
     assert!(sample.starts_with("the "), "{sample}");
     assert!(sample.trim_end().chars().count() >= 60);
@@ -105,18 +106,7 @@ fn char_lm_beats_the_unigram_baseline_and_samples() {
         "{sample}"
     );
     // The same seed gives the same text.
-    let again = sb.zoo_ok(&[
-        "sample",
-        "runs/lm",
-        "--prompt",
-        "the ",
-        "--length",
-        "60",
-        "--temperature",
-        "0.5",
-        "--seed",
-        "3",
-    ]);
+    let again = sb.zoo_ok(&sample_args);
     assert_eq!(stdout(&again), sample);
 
     let err = assert_clean_failure(&sb.zoo(&["sample", "runs/lm", "--prompt", "zebra"]));

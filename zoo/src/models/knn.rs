@@ -82,31 +82,58 @@ impl KnnConfig {
         })
     }
 
-    /// "Trains": keeps `features` (`[n, d]`, standardized) and their labels.
-    pub fn fit(&self, features: Tensor<2>, labels: Vec<u8>, num_classes: usize) -> KnnClassifier {
-        let squared_norms = features
-            .clone()
-            .powi_scalar(2)
-            .sum_dim(1)
-            .reshape([1, labels.len()]);
+    /// "Trains": keeps the standardized training images, given as consecutive blocks of
+    /// `[rows, d]` features (each at most `block_rows()` long, so no single device buffer
+    /// holds the whole set), and their labels.
+    pub fn fit(
+        &self,
+        blocks: Vec<Tensor<2>>,
+        labels: Vec<u8>,
+        num_classes: usize,
+    ) -> KnnClassifier {
+        let blocks = blocks
+            .into_iter()
+            .map(|features| {
+                let rows = features.dims()[0];
+                let squared_norms = features
+                    .clone()
+                    .powi_scalar(2)
+                    .sum_dim(1)
+                    .reshape([1, rows]);
+                StoredBlock {
+                    features,
+                    squared_norms,
+                }
+            })
+            .collect();
         KnnClassifier {
             config: self.clone(),
-            features,
-            squared_norms,
+            blocks,
             labels,
             num_classes,
         }
     }
+
+    /// Rows per stored block.
+    pub fn block_rows(&self) -> usize {
+        self.block()
+    }
+}
+
+/// One block of stored training images.
+#[derive(Debug, Clone)]
+struct StoredBlock {
+    /// `[rows, d]`
+    features: Tensor<2>,
+    /// `[1, rows]`: |b|^2 of every image, for L2.
+    squared_norms: Tensor<2>,
 }
 
 /// A fitted kNN: the stored training set.
 #[derive(Debug, Clone)]
 pub struct KnnClassifier {
     pub config: KnnConfig,
-    /// `[n, d]`
-    features: Tensor<2>,
-    /// `[1, n]`: |b|^2 of every stored image, for L2.
-    squared_norms: Tensor<2>,
+    blocks: Vec<StoredBlock>,
     labels: Vec<u8>,
     num_classes: usize,
 }
@@ -120,18 +147,18 @@ impl KnnClassifier {
         self.labels.is_empty()
     }
 
-    /// Distances from each query to each stored image of `start..start + len`.
+    /// Distances from each query to each image of a stored block.
     ///
     /// # Shapes
-    /// - queries: `[q, d]`; output: `[q, len]`
-    fn block_distances(&self, queries: &Tensor<2>, start: usize, len: usize) -> Tensor<2> {
-        let block = self.features.clone().narrow(0, start, len); // [len, d]
+    /// - queries: `[q, d]`; output: `[q, rows]`
+    fn block_distances(&self, queries: &Tensor<2>, block: &StoredBlock) -> Tensor<2> {
+        let len = block.features.dims()[0];
         match self.config.distance {
             Distance::L2 => {
                 let q_norms = queries.clone().powi_scalar(2).sum_dim(1); // [q, 1]
-                let cross = queries.clone().matmul(block.transpose()); // [q, len]
-                                                                       // Rounding can make tiny squared distances negative; clamp before the root.
-                (q_norms + self.squared_norms.clone().narrow(1, start, len) - cross * 2.0)
+                let cross = queries.clone().matmul(block.features.clone().transpose()); // [q, len]
+                                                                                        // Rounding can make tiny squared distances negative; clamp before the root.
+                (q_norms + block.squared_norms.clone() - cross * 2.0)
                     .clamp_min(0.0)
                     .sqrt()
             }
@@ -143,7 +170,7 @@ impl KnnClassifier {
                     .map(|r| {
                         let rows = rows_per_step.min(q - r);
                         let a = queries.clone().narrow(0, r, rows).reshape([rows, 1, d]);
-                        let b = block.clone().reshape([1, len, d]);
+                        let b = block.features.clone().reshape([1, len, d]);
                         (a - b).abs().sum_dim(2).reshape([rows, len]) // [rows, len]
                     })
                     .collect();
@@ -159,11 +186,11 @@ impl KnnClassifier {
         let [q, _] = queries.dims();
         let k = k.min(self.len());
         let mut nearest: Vec<Vec<(f32, i64)>> = vec![Vec::with_capacity(k + 1); q];
-        let block = self.config.block();
-        for start in (0..self.len()).step_by(block) {
-            let len = block.min(self.len() - start);
+        let mut start = 0;
+        for block in &self.blocks {
+            let len = block.features.dims()[0];
             let distances = self
-                .block_distances(&queries, start, len)
+                .block_distances(&queries, block)
                 .try_into_vec_as::<f32>()
                 .expect("float distances");
             for (row, best) in distances.chunks_exact(len).zip(nearest.iter_mut()) {
@@ -177,6 +204,7 @@ impl KnnClassifier {
                     best.truncate(k);
                 }
             }
+            start += len;
         }
         nearest.into_iter().flatten().unzip()
     }
@@ -209,7 +237,11 @@ impl ImageClassifier for KnnClassifier {
     /// - images: `[batch, channels, height, width]`; output: `[batch, num_classes]`
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         let device = images.device();
-        let queries = images.flatten(1, 3).to_device(&self.features.device());
+        let device_of_store = self
+            .blocks
+            .first()
+            .map_or(device.clone(), |b| b.features.device());
+        let queries = images.flatten(1, 3).to_device(&device_of_store);
         let q = queries.dims()[0];
         let (distances, indices) = self.neighbors(queries, self.config.k);
         let k = distances.len() / q.max(1);
@@ -243,11 +275,12 @@ mod tests {
             train_block: Some(block),
             ..Default::default()
         };
-        config.fit(
-            points(&[0.0, 1.0, 2.0, 10.0, 11.0], 5, &device),
-            vec![0, 0, 1, 1, 1],
-            2,
-        )
+        let all = points(&[0.0, 1.0, 2.0, 10.0, 11.0], 5, &device);
+        let blocks = (0..5)
+            .step_by(block)
+            .map(|s| all.clone().narrow(0, s, block.min(5 - s)))
+            .collect();
+        config.fit(blocks, vec![0, 0, 1, 1, 1], 2)
     }
 
     #[test]
