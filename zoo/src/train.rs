@@ -41,6 +41,8 @@ pub enum TrainError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("training diverged in epoch {epoch}: the loss is {loss}; lower train.lr or set train.clip_grad_norm")]
+    Diverged { epoch: usize, loss: f64 },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -405,6 +407,17 @@ impl<'a> Trainer<'a> {
                 train_samples: examples,
             };
             progress.epoch(&record, epochs);
+            if !(record.train_loss.is_finite() && record.val_loss.is_finite()) {
+                let loss = if record.train_loss.is_finite() {
+                    record.val_loss
+                } else {
+                    record.train_loss
+                };
+                return Err(TrainError::Diverged {
+                    epoch: record.epoch,
+                    loss,
+                });
+            }
             if self.config.schedule.kind == ScheduleKind::Plateau {
                 state.plateau.observe(val.accuracy, &self.config.schedule);
             }

@@ -88,3 +88,14 @@ fn existing_run_is_not_overwritten() {
         before
     );
 }
+
+#[test]
+fn diverging_training_is_a_clear_error() {
+    let sb = Sandbox::with_data(300, 50);
+    let config = sb.config("d.toml", "kind = \"mlp\"\nhidden = [64, 64]", "");
+    let err = assert_clean_failure(&sb.zoo(&["train", &config, "--set", "train.lr=1e30"]));
+    assert!(
+        err.contains("training diverged in epoch 1") && err.contains("lower train.lr"),
+        "{err}"
+    );
+}

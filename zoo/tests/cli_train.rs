@@ -177,3 +177,26 @@ fn summary_json_and_check_agree_with_the_built_model() {
         stdout(&out)
     );
 }
+
+#[test]
+fn early_stopping_ends_a_diverging_run() {
+    let sb = Sandbox::with_data(300, 50);
+    // A learning rate this large makes the validation loss worse (or NaN) epoch after epoch.
+    let config = sb.config(
+        "es.toml",
+        "kind = \"softmax\"",
+        "early_stopping_patience = 2",
+    );
+    let out = sb.zoo_ok(&[
+        "train",
+        &config,
+        "--epochs",
+        "10",
+        "--set",
+        "train.lr=1000.0",
+    ]);
+    assert!(stderr(&out).contains("early stopping"), "{}", stderr(&out));
+    let m = sb.metrics("runs/es");
+    assert_eq!(m["stopped_early"], true);
+    assert!(m["epochs"].as_u64().unwrap() < 10, "{}", m["epochs"]);
+}

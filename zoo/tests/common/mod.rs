@@ -126,24 +126,17 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Asserts a failed run printed one clear `error:` line and no panic trace.
+/// Asserts a failed run printed exactly one `error:` line (after any progress lines) and no
+/// panic trace; returns stderr from that line on.
 pub fn assert_clean_failure(out: &Output) -> String {
     let err = stderr(out);
+    assert!(!out.status.success(), "expected failure, got success; stderr:\n{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error: ")).count(), 1, "one `error:` line:\n{err}");
     assert!(
-        !out.status.success(),
-        "expected failure, got success; stderr:\n{err}"
-    );
-    assert!(
-        err.starts_with("error: "),
-        "stderr should start with `error: `:\n{err}"
-    );
-    assert!(
-        !err.contains("panicked")
-            && !err.contains("internal error")
-            && !err.contains("RUST_BACKTRACE"),
+        !err.contains("panicked") && !err.contains("internal error") && !err.contains("RUST_BACKTRACE"),
         "panic in stderr:\n{err}"
     );
-    err
+    err[err.find("error: ").unwrap()..].to_string()
 }
 
 /// A small, quick experiment over the synthetic dataset in `data_dir`.
