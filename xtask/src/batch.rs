@@ -58,6 +58,8 @@ pub struct Experiment {
 pub struct Row {
     pub config: String,
     pub model: String,
+    /// The dataset the experiment ran on (for the reference accuracy beside it).
+    pub dataset: String,
     pub backend: String,
     pub seed: u64,
     pub overrides: String,
@@ -250,6 +252,7 @@ fn run_one(zoo: &Path, out: &Path, e: &Experiment) -> Result<Row> {
         .filter(|s| !s.is_empty())
         .map(|s| s.iter().filter_map(|v| v.as_f64()).sum::<f64>() / s.len() as f64);
     row.model = m["model"].as_str().unwrap_or("?").into();
+    row.dataset = m["dataset"].as_str().unwrap_or("").into();
     row.params = m["params"].as_u64();
     row.macs = m["macs_per_example"].as_u64();
     row.epochs = m["epochs"].as_u64();

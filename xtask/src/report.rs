@@ -76,9 +76,9 @@ fn groups(rows: &[Row]) -> Vec<Group<'_>> {
     groups
 }
 
-/// The reference accuracy of a Fashion-MNIST config, from configs/references.toml.
-fn reference(references: &toml::Table, stem: &str) -> (Option<f64>, String) {
-    let entry = references.get("fashion-mnist").and_then(|t| t.get(stem));
+/// The reference accuracy of a config on its dataset, from configs/references.toml.
+fn reference(references: &toml::Table, dataset: &str, stem: &str) -> (Option<f64>, String) {
+    let entry = references.get(dataset).and_then(|t| t.get(stem));
     let accuracy = entry
         .and_then(|e| e.get("accuracy"))
         .and_then(|a| a.as_float());
@@ -159,8 +159,12 @@ pub fn write(
         } else {
             format!("{:.2}", seconds.iter().sum::<f64>() / seconds.len() as f64)
         };
-        let (ref_acc, source) = reference(&references, &g.stem);
-        let reference = ref_acc.map_or(source.clone(), |a| format!("{a:.4} ({source})"));
+        let (ref_acc, source) = reference(&references, &g.rows[0].dataset, &g.stem);
+        let reference = match (ref_acc, source.is_empty()) {
+            (Some(a), _) => format!("{a:.4} ({source})"),
+            (None, false) => source.clone(),
+            (None, true) => "-".into(),
+        };
         let seeds = if failed > 0 {
             format!("{ok} ({failed} failed)")
         } else {
@@ -199,8 +203,14 @@ pub fn write(
     let bars: Vec<(String, f64, f64, Option<f64>)> = groups
         .iter()
         .filter_map(|g| {
-            g.mean_std()
-                .map(|(m, s)| (g.name.clone(), m, s, reference(&references, &g.stem).0))
+            g.mean_std().map(|(m, s)| {
+                (
+                    g.name.clone(),
+                    m,
+                    s,
+                    reference(&references, &g.rows[0].dataset, &g.stem).0,
+                )
+            })
         })
         .collect();
     if !bars.is_empty() {

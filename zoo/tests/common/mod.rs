@@ -130,10 +130,19 @@ pub fn stdout(out: &Output) -> String {
 /// panic trace; returns stderr from that line on.
 pub fn assert_clean_failure(out: &Output) -> String {
     let err = stderr(out);
-    assert!(!out.status.success(), "expected failure, got success; stderr:\n{err}");
-    assert_eq!(err.lines().filter(|l| l.starts_with("error: ")).count(), 1, "one `error:` line:\n{err}");
     assert!(
-        !err.contains("panicked") && !err.contains("internal error") && !err.contains("RUST_BACKTRACE"),
+        !out.status.success(),
+        "expected failure, got success; stderr:\n{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error: ")).count(),
+        1,
+        "one `error:` line:\n{err}"
+    );
+    assert!(
+        !err.contains("panicked")
+            && !err.contains("internal error")
+            && !err.contains("RUST_BACKTRACE"),
         "panic in stderr:\n{err}"
     );
     err[err.find("error: ").unwrap()..].to_string()
