@@ -17,11 +17,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Loader, training and inference throughput and peak memory per config and backend.
     /// Run configs x backends x seeds x a grid (or random search) and report the results.
     Batch(batch::Args),
+    /// Loader, training and inference throughput and peak memory per config and backend.
     Bench(bench::Args),
-    /// Train every shipped Fashion-MNIST config and regenerate the README's results table.
+    /// Train every shipped config (Fashion-MNIST and text) and regenerate the README's tables.
     Reproduce(reproduce::Args),
 }
 

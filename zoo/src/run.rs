@@ -332,7 +332,10 @@ pub fn list_configs(dir: &Path) -> Vec<PathBuf> {
             let p = entry.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "toml") {
+            } else if p.extension().is_some_and(|e| e == "toml")
+                && std::fs::read_to_string(&p).is_ok_and(|t| t.contains("[model]"))
+            {
+                // An experiment has a [model]; other TOML (references.toml) is data.
                 found.push(p);
             }
         }
