@@ -99,6 +99,28 @@ pub fn encode_idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Writes one split of an MNIST-format dataset into `dir`: `<prefix>-images-idx3-ubyte`
+/// (`labels.len()` images of `rows x cols` bytes) and `<prefix>-labels-idx1-ubyte`, raw.
+/// The inverse of `DatasetKind::load`, for tools and tests that make small datasets.
+pub fn write_split(
+    dir: &Path,
+    prefix: &str,
+    pixels: &[u8],
+    labels: &[u8],
+    rows: usize,
+    cols: usize,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join(format!("{prefix}-images-idx3-ubyte")),
+        encode_idx(&[labels.len(), rows, cols], pixels),
+    )?;
+    std::fs::write(
+        dir.join(format!("{prefix}-labels-idx1-ubyte")),
+        encode_idx(&[labels.len()], labels),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use datasets::idx::encode_idx;
+use datasets::idx::write_split;
 
 /// The `zoo` binary beside this test's executable (target/debug/zoo), brought up to date.
 fn zoo_bin() -> PathBuf {
@@ -19,7 +19,6 @@ fn zoo_bin() -> PathBuf {
 }
 
 fn write_dataset(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
     for (prefix, n) in [("train", 400usize), ("t10k", 100)] {
         let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
         let pixels: Vec<u8> = (0..n * 784)
@@ -33,16 +32,7 @@ fn write_dataset(dir: &Path) {
                 }
             })
             .collect();
-        std::fs::write(
-            dir.join(format!("{prefix}-images-idx3-ubyte")),
-            encode_idx(&[n, 28, 28], &pixels),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("{prefix}-labels-idx1-ubyte")),
-            encode_idx(&[n], &labels),
-        )
-        .unwrap();
+        write_split(dir, prefix, &pixels, &labels, 28, 28).unwrap();
     }
 }
 

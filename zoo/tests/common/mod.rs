@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use datasets::idx::encode_idx;
+use datasets::idx::write_split;
 
 pub const FASHION_MNIST: &str = datasets::DEFAULT_FASHION_MNIST_DIR;
 
@@ -66,7 +66,6 @@ impl Sandbox {
 /// Writes a learnable 10-class, 28x28 dataset in IDX format: class c lights rows 2c..2c+3,
 /// with pseudo-random noise everywhere.
 pub fn write_synthetic_mnist(dir: &Path, train: usize, test: usize) {
-    std::fs::create_dir_all(dir).unwrap();
     for (prefix, n, salt) in [("train", train, 1u64), ("t10k", test, 2u64)] {
         let mut pixels = Vec::with_capacity(n * 784);
         let mut labels = Vec::with_capacity(n);
@@ -85,16 +84,7 @@ pub fn write_synthetic_mnist(dir: &Path, train: usize, test: usize) {
                 }
             }
         }
-        std::fs::write(
-            dir.join(format!("{prefix}-images-idx3-ubyte")),
-            encode_idx(&[n, 28, 28], &pixels),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("{prefix}-labels-idx1-ubyte")),
-            encode_idx(&[n], &labels),
-        )
-        .unwrap();
+        write_split(dir, prefix, &pixels, &labels, 28, 28).unwrap();
     }
 }
 
