@@ -197,9 +197,9 @@ fn run_dir(zoo: &Path, out: &Path, e: &Experiment) -> Result<std::result::Result
 fn last_error(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     text.lines()
-        .filter(|l| l.starts_with("error:"))
-        .last()
-        .unwrap_or_else(|| text.lines().last().unwrap_or(""))
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| text.lines().next_back().unwrap_or(""))
         .to_string()
 }
 
