@@ -321,6 +321,10 @@ fn comparison<DB: DrawingBackend>(
         .flat_map(|b| [b.1 - b.2, b.3.unwrap_or(1.0)])
         .fold(1.0f64, f64::min);
     let lo = (lo - 0.05).max(0.0);
+    // The right end of each row's marks; labels go beyond the furthest, so leave room there.
+    let right = |b: &(String, f64, f64, Option<f64>)| (b.1 + b.2).max(b.3.unwrap_or(0.0));
+    let furthest = bars.iter().map(right).fold(lo, f64::max);
+    let hi = (furthest + (furthest - lo) * 1.2).min(1.05);
     let n = bars.len();
     let mut chart = ChartBuilder::on(&area)
         .caption(
@@ -330,7 +334,7 @@ fn comparison<DB: DrawingBackend>(
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(10)
-        .build_cartesian_2d(lo..1.0, 0.0..n as f64)
+        .build_cartesian_2d(lo..hi, 0.0..n as f64)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -339,7 +343,8 @@ fn comparison<DB: DrawingBackend>(
         .x_desc("test accuracy")
         .draw()
         .map_err(err)?;
-    for (i, (name, mean, std, reference)) in bars.iter().enumerate() {
+    for (i, bar) in bars.iter().enumerate() {
+        let (name, mean, std, reference) = bar;
         let y = (n - 1 - i) as f64;
         chart
             .draw_series([Rectangle::new(
@@ -351,7 +356,7 @@ fn comparison<DB: DrawingBackend>(
         chart
             .draw_series([Text::new(
                 label,
-                (lo + (1.0 - lo) * 0.01, y + 0.62),
+                (right(bar) + (hi - lo) * 0.01, y + 0.62),
                 ("sans-serif", 16).into_font(),
             )])
             .map_err(err)?;
