@@ -247,10 +247,7 @@ fn run_one(zoo: &Path, out: &Path, e: &Experiment) -> Result<Row> {
     }
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json"))?)?;
-    let seconds = m["epoch_seconds"]
-        .as_array()
-        .filter(|s| !s.is_empty())
-        .map(|s| s.iter().filter_map(|v| v.as_f64()).sum::<f64>() / s.len() as f64);
+    let seconds = super::mean_epoch_seconds(&m);
     row.model = m["model"].as_str().unwrap_or("?").into();
     row.dataset = m["dataset"].as_str().unwrap_or("").into();
     row.params = m["params"].as_u64();

@@ -112,17 +112,14 @@ fn markdown(rows: &[Value]) -> String {
         "| config | backend | loader images/s | train images/s (batch) | inference images/s (batch) | test split predicted in | peak memory |\n|---|---|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
-        if let Some(error) = r["failed"].as_str() {
+        let no_figures = match (r["failed"].as_str(), r["timed_out_after_s"].as_u64()) {
+            (Some(error), _) => Some(format!("failed: {error}")),
+            (None, Some(limit)) => Some(format!("stopped after {limit} s")),
+            (None, None) => None,
+        };
+        if let Some(why) = no_figures {
             out += &format!(
-                "| {} | {} | failed: {error} | | | | |\n",
-                r["config"].as_str().unwrap_or("?"),
-                r["backend"].as_str().unwrap_or("?")
-            );
-            continue;
-        }
-        if let Some(limit) = r["timed_out_after_s"].as_u64() {
-            out += &format!(
-                "| {} | {} | stopped after {limit} s | | | | |\n",
+                "| {} | {} | {why} | | | | |\n",
                 r["config"].as_str().unwrap_or("?"),
                 r["backend"].as_str().unwrap_or("?")
             );

@@ -80,3 +80,17 @@ fn zoo_binary(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
         .map_or_else(|| root.join("target"), std::path::PathBuf::from);
     Ok(target.join("debug").join("zoo"))
 }
+
+/// The mean of a run's `epoch_seconds` (from its metrics.json); `None` when it has no epochs.
+fn mean_epoch_seconds(metrics: &serde_json::Value) -> Option<f64> {
+    let seconds = metrics["epoch_seconds"]
+        .as_array()
+        .filter(|s| !s.is_empty())?;
+    Some(
+        seconds
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .sum::<f64>()
+            / seconds.len() as f64,
+    )
+}

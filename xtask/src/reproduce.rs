@@ -91,10 +91,7 @@ fn results_table(root: &Path, configs: &[PathBuf], runs: &Path) -> Result<String
         let m: Value =
             serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
         let epochs = m["epoch_seconds"].as_array().map_or(0, |e| e.len());
-        let per_epoch = m["epoch_seconds"]
-            .as_array()
-            .filter(|e| !e.is_empty())
-            .map(|e| e.iter().filter_map(Value::as_f64).sum::<f64>() / e.len() as f64);
+        let per_epoch = super::mean_epoch_seconds(&m);
         let reference = references.get("fashion-mnist").and_then(|t| t.get(&stem));
         let reference = match reference {
             Some(r) => match r.get("accuracy").and_then(|a| a.as_float()) {
@@ -159,9 +156,7 @@ fn language_model_table(
         };
         let m: Value =
             serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
-        let seconds = m["epoch_seconds"].as_array().map_or(0.0, |e| {
-            e.iter().filter_map(Value::as_f64).sum::<f64>() / e.len().max(1) as f64
-        });
+        let seconds = super::mean_epoch_seconds(&m).unwrap_or(0.0);
         let v = &m["validation"];
         out += &format!(
             "| `{}` | {} | {} | {seconds:.1} | {:.0} | **{:.3}** | {:.3} | {:.2} | {:.4} |\n",

@@ -56,6 +56,14 @@ pub struct LmScores {
 }
 
 impl LmScores {
+    /// One line for the terminal, beside the unigram baseline.
+    pub fn report(&self, unigram_bits_per_char: f64) -> String {
+        format!(
+            "validation: {:.4} nats/char = {:.3} bits/char (unigram baseline {unigram_bits_per_char:.3}), perplexity {:.2}, next-character accuracy {:.4}, top-5 {:.4}",
+            self.loss, self.bits_per_char, self.perplexity, self.accuracy, self.top5
+        )
+    }
+
     fn from_loss(loss: f64, accuracy: f64, top5: f64) -> Self {
         Self {
             loss,
@@ -127,9 +135,10 @@ pub fn train(
         exp.train.seed,
         &device,
     )?;
+    // Each training example is a window of seq_len predicted characters.
+    let train_chars_per_second =
+        outcome.state.train_examples_per_second() * exp.data.seq_len as f64;
     let history = outcome.state.history;
-    let train_seconds: f64 = history.iter().map(|r| r.seconds_training()).sum();
-    let windows: usize = history.iter().map(|r| r.train_samples).sum();
     let metrics = LmMetrics {
         model: "char-lm".into(),
         text: text_path(exp).display().to_string(),
@@ -138,17 +147,16 @@ pub fn train(
         vocabulary: task.corpus.vocab.len(),
         epochs: history.len(),
         epoch_seconds: history.iter().map(|r| r.seconds).collect(),
-        train_chars_per_second: (windows * exp.data.seq_len) as f64 / train_seconds.max(1e-9),
+        train_chars_per_second,
         history,
         validation: LmScores::from_loss(val.loss, val.accuracy, val.top5),
         unigram_bits_per_char: unigram,
         sample,
     };
     save_json(&run_dir.join(METRICS_FILE), &metrics)?;
-    let v = &metrics.validation;
     println!(
-        "validation: {:.4} nats/char = {:.3} bits/char (unigram baseline {:.3}), perplexity {:.2}, next-character accuracy {:.4}, top-5 {:.4}",
-        v.loss, v.bits_per_char, metrics.unigram_bits_per_char, v.perplexity, v.accuracy, v.top5
+        "{}",
+        metrics.validation.report(metrics.unigram_bits_per_char)
     );
     println!("sample: {}", metrics.sample);
     println!("run directory: {}", run_dir.display());
@@ -197,10 +205,7 @@ pub fn eval(run_dir: &Path, backend: Backend) -> Result<LmScores> {
     };
     let v = task.validate(&model, exp.data.eval_batch_size, &device);
     let scores = LmScores::from_loss(v.loss, v.accuracy, v.top5);
-    println!(
-        "validation: {:.4} nats/char = {:.3} bits/char (unigram baseline {unigram:.3}), perplexity {:.2}, next-character accuracy {:.4}, top-5 {:.4}",
-        scores.loss, scores.bits_per_char, scores.perplexity, scores.accuracy, scores.top5
-    );
+    println!("{}", scores.report(unigram));
     Ok(scores)
 }
 

@@ -128,13 +128,11 @@ pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<()> {
         let test_started = Instant::now();
         metrics.test = test_evaluation(&outcome.model, &data, exp, &device);
         metrics.test_seconds = test_started.elapsed().as_secs_f64();
-        let history = outcome.state.history;
-        let train_seconds: f64 = history.iter().map(|r| r.seconds_training()).sum();
-        let samples: usize = history.iter().map(|r| r.train_samples).sum();
-        metrics.epochs = history.len();
+        metrics.train_samples_per_second = outcome.state.train_examples_per_second();
         metrics.stopped_early = outcome.state.stopped_early;
+        let history = outcome.state.history;
+        metrics.epochs = history.len();
         metrics.epoch_seconds = history.iter().map(|r| r.seconds).collect();
-        metrics.train_samples_per_second = samples as f64 / train_seconds.max(1e-9);
         metrics.history = history;
     }
     save_json(&run_dir.join(METRICS_FILE), &metrics)?;

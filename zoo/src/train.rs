@@ -87,6 +87,15 @@ pub struct TrainState {
     pub stopped_early: bool,
 }
 
+impl TrainState {
+    /// Training examples per second over every epoch's training pass (validation excluded).
+    pub fn train_examples_per_second(&self) -> f64 {
+        let seconds: f64 = self.history.iter().map(EpochRecord::seconds_training).sum();
+        let examples: usize = self.history.iter().map(|r| r.train_samples).sum();
+        examples as f64 / seconds.max(1e-9)
+    }
+}
+
 /// The trained model (in eval mode) and its history.
 pub struct TrainOutcome<M> {
     pub model: M,
