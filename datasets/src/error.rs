@@ -17,6 +17,8 @@ pub enum DataError {
         what: String,
         hint: String,
     },
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{} holds {images} images but {} holds {labels} labels", images_path.display(), labels_path.display())]
     CountMismatch {
         images_path: PathBuf,

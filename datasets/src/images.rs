@@ -138,6 +138,16 @@ impl Standardization {
         }
     }
 
+    /// `apply` for an image already in floats on the 0-255 scale (resized or augmented).
+    pub fn apply_scaled(&self, image: &[f32], out: &mut Vec<f32>) {
+        let plane = image.len() / self.mean.len();
+        for (c, channel) in image.chunks_exact(plane).enumerate() {
+            let scale = 1.0 / (255.0 * self.std[c]);
+            let shift = self.mean[c] / self.std[c];
+            out.extend(channel.iter().map(|&p| p * scale - shift));
+        }
+    }
+
     /// Writes the standardized floats of one CHW image into `out`.
     pub fn apply(&self, image: &[u8], out: &mut Vec<f32>) {
         let plane = image.len() / self.mean.len();

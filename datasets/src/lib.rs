@@ -4,6 +4,7 @@
 //!
 //! This crate knows nothing of models or training: it turns files into tensors on a device.
 
+pub mod augment;
 pub mod batch;
 pub mod cifar;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod idx;
 pub mod images;
 pub mod source;
 
+pub use augment::Augmentation;
 pub use batch::{ImageBatch, ImageBatcher, ImageDataset, ImageItem};
 pub use error::DataError;
 pub use images::{ImageSet, Standardization};

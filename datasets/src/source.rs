@@ -27,15 +27,19 @@ pub enum DatasetKind {
     Kmnist,
     Cifar10,
     Cifar100,
+    /// ILSVRC-2012 shape only (224x224x3, 1000 classes), for the textbook-shape configs:
+    /// zoo has no ImageNet reader, so these configs are for `summary` and `check`.
+    Imagenet,
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 5] = [
+    pub const ALL: [DatasetKind; 6] = [
         DatasetKind::FashionMnist,
         DatasetKind::Mnist,
         DatasetKind::Kmnist,
         DatasetKind::Cifar10,
         DatasetKind::Cifar100,
+        DatasetKind::Imagenet,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +49,7 @@ impl DatasetKind {
             DatasetKind::Kmnist => "kmnist",
             DatasetKind::Cifar10 => "cifar10",
             DatasetKind::Cifar100 => "cifar100",
+            DatasetKind::Imagenet => "imagenet",
         }
     }
 
@@ -62,6 +67,7 @@ impl DatasetKind {
             DatasetKind::FashionMnist | DatasetKind::Mnist | DatasetKind::Kmnist => (1, 28, 28, 10),
             DatasetKind::Cifar10 => (3, 32, 32, 10),
             DatasetKind::Cifar100 => (3, 32, 32, 100),
+            DatasetKind::Imagenet => (3, 224, 224, 1000),
         }
     }
 
@@ -93,7 +99,10 @@ impl DatasetKind {
                 "ship",
                 "truck",
             ],
-            DatasetKind::Cifar100 => return (0..100).map(|c| format!("class {c}")).collect(),
+            DatasetKind::Cifar100 | DatasetKind::Imagenet => {
+                let (_, _, _, classes) = self.shape();
+                return (0..classes).map(|c| format!("class {c}")).collect();
+            }
         };
         names.iter().map(|s| s.to_string()).collect()
     }
@@ -109,11 +118,17 @@ impl DatasetKind {
             ),
             DatasetKind::Cifar10 => "download the CIFAR-10 binary version (cifar-10-binary.tar.gz), unpack it, and point data.dir / --data-dir at cifar-10-batches-bin".into(),
             DatasetKind::Cifar100 => "download the CIFAR-100 binary version (cifar-100-binary.tar.gz), unpack it, and point data.dir / --data-dir at cifar-100-binary".into(),
+            DatasetKind::Imagenet => "zoo has no ImageNet reader".into(),
         }
     }
 
     /// Reads one split from `dir`.
     pub fn load(self, dir: &Path, split: Split) -> Result<ImageSet, DataError> {
+        if self == DatasetKind::Imagenet {
+            return Err(DataError::Unsupported(
+                "zoo has no ImageNet reader: the imagenet configs give the textbook shapes for `zoo summary` and `zoo check`; train the configs/fashion-mnist ones".into(),
+            ));
+        }
         if !dir.is_dir() {
             return Err(DataError::Missing {
                 dir: dir.to_path_buf(),
@@ -134,6 +149,7 @@ impl DatasetKind {
                 let paths = self.find_all(dir, &names)?;
                 read_cifar(&paths, CifarLabels::Cifar10)
             }
+            DatasetKind::Imagenet => unreachable!("refused above"),
             DatasetKind::Cifar100 => {
                 let name = match split {
                     Split::Train => "train.bin",

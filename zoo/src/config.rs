@@ -65,6 +65,10 @@ pub struct DataConfig {
     pub classes: Option<Vec<u8>>,
     /// A two-class task: this class (label 1) against all the others (label 0).
     pub one_vs_rest: Option<u8>,
+    /// Bilinear resize of every image (all splits) to this side, e.g. 32 for 28x28 inputs.
+    pub resize: Option<usize>,
+    /// Random transforms of training batches (`[data.augment]`), seeded per epoch.
+    pub augment: datasets::Augmentation,
 }
 
 impl Default for DataConfig {
@@ -84,6 +88,8 @@ impl Default for DataConfig {
             val_fraction: 0.1,
             classes: None,
             one_vs_rest: None,
+            resize: None,
+            augment: datasets::Augmentation::default(),
         }
     }
 }
@@ -99,7 +105,7 @@ impl DataConfig {
     fn validate(&self) -> Result<(), Invalid> {
         positive("batch_size", self.batch_size)?;
         positive("eval_batch_size", self.eval_batch_size)?;
-        if self.resolved_dir().is_none() {
+        if self.resolved_dir().is_none() && self.dataset != DatasetKind::Imagenet {
             return Err((
                 "dir".into(),
                 format!(
@@ -123,6 +129,12 @@ impl DataConfig {
         if let Some(n) = self.test_limit {
             positive("test_limit", n)?;
         }
+        if let Some(side) = self.resize {
+            positive("resize", side)?;
+        }
+        self.augment
+            .validate()
+            .map_err(|(key, message)| (format!("augment.{key}"), message))?;
         positive("seq_len", self.seq_len)?;
         if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
             return Err((

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datasets::images::{kfold_split, train_val_split};
-use datasets::{DataError, ImageBatcher, ImageDataset, ImageSet, Split, Standardization};
+use datasets::{
+    Augmentation, DataError, ImageBatcher, ImageDataset, ImageSet, Split, Standardization,
+};
 
 use crate::config::{DataConfig, Normalize};
 use crate::models::ModelInput;
@@ -15,14 +17,19 @@ pub struct PreparedData {
     pub train: ImageDataset,
     pub val: ImageDataset,
     pub test: ImageDataset,
+    /// Resizes and standardizes; `augmented` turns it into the training batcher.
     pub batcher: ImageBatcher,
+    pub augmentation: Augmentation,
     pub input: ModelInput,
     pub class_names: Vec<String>,
 }
 
 /// The model input a data config implies, without reading any file.
 pub fn image_input(config: &DataConfig) -> ModelInput {
-    let (channels, height, width, _) = config.dataset.shape();
+    let (channels, stored_height, stored_width, _) = config.dataset.shape();
+    let (height, width) = config
+        .resize
+        .map_or((stored_height, stored_width), |side| (side, side));
     ModelInput {
         channels,
         height,
@@ -73,9 +80,7 @@ pub fn prepare(
     config: &DataConfig,
     standardization: Option<Standardization>,
 ) -> Result<PreparedData, DataError> {
-    let dir = config
-        .resolved_dir()
-        .expect("validated: the data directory is known");
+    let dir = config.resolved_dir().unwrap_or_default();
     let train_set = Arc::new(load_split(config, &dir, Split::Train, config.train_limit)?);
     let test = load_test(config, &dir)?;
     let (train_idx, val_idx) = train_val_split(train_set.len(), config.val_size, config.split_seed);
@@ -104,7 +109,8 @@ fn with_split(
         Normalize::None => Standardization::identity(set.channels),
     });
     PreparedData {
-        batcher: ImageBatcher::new(standardization, &set),
+        batcher: ImageBatcher::new(standardization, &set).with_resize(resize_of(config)),
+        augmentation: config.augment.clone(),
         train: ImageDataset::new(set.clone(), train_idx),
         val: ImageDataset::new(set, val_idx),
         test,
@@ -120,9 +126,7 @@ pub fn cross_validation_folds(
     config: &DataConfig,
     folds: usize,
 ) -> Result<Vec<PreparedData>, DataError> {
-    let dir = config
-        .resolved_dir()
-        .expect("validated: the data directory is known");
+    let dir = config.resolved_dir().unwrap_or_default();
     let set = Arc::new(load_split(config, &dir, Split::Train, config.train_limit)?);
     Ok(kfold_split(set.len(), folds, config.split_seed)
         .into_iter()
@@ -131,6 +135,11 @@ pub fn cross_validation_folds(
             with_split(config, set.clone(), train, val, empty_test, None)
         })
         .collect())
+}
+
+/// The `[height, width]` a config resizes to, if any.
+pub fn resize_of(config: &DataConfig) -> Option<[usize; 2]> {
+    config.resize.map(|side| [side, side])
 }
 
 /// Only the test split, for `zoo eval`.

@@ -150,6 +150,10 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
+        // `zoo list | head`: the reader left, which is no error of ours.
+        if message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
         let place = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))

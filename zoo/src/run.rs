@@ -253,9 +253,10 @@ pub fn eval(run_dir: &Path, backend: Backend) -> Result<()> {
         test_evaluation(&fit_knn(knn, &data, &device), &data, &exp, &device)
     } else {
         let (_, model) = load_trained(run_dir, &device)?;
-        let dir = exp.data.resolved_dir().expect("validated");
+        let dir = exp.data.resolved_dir().unwrap_or_default();
         let test = data::load_test(&exp.data, &dir).context("cannot load the dataset")?;
-        let batcher = datasets::ImageBatcher::new(standardization, test.set());
+        let batcher = datasets::ImageBatcher::new(standardization, test.set())
+            .with_resize(data::resize_of(&exp.data));
         let num_classes = exp.input.num_classes;
         evaluate(
             &model,

@@ -16,7 +16,10 @@ pub fn conv_output_size(
     padding: usize,
     ceil: bool,
 ) -> usize {
-    let span = input + 2 * padding - kernel;
+    // A window larger than the padded input fits nowhere.
+    let Some(span) = (input + 2 * padding).checked_sub(kernel) else {
+        return 0;
+    };
     if !ceil {
         return span / stride + 1;
     }
@@ -86,6 +89,13 @@ impl LayerSummary {
         }
     }
 
+    /// The same convolution without its bias vector (convolutions followed by batch norm).
+    pub fn without_bias(mut self) -> Self {
+        self.params -= self.output_shape[0];
+        self.hyper.push_str(" no bias");
+        self
+    }
+
     /// Pooling: no parameters, H_out W_out C F F multiply-accumulates (the notes' count).
     pub fn pool2d(
         name: &str,
@@ -93,24 +103,44 @@ impl LayerSummary {
         input: [usize; 3],
         kernel: usize,
         stride: usize,
+        padding: usize,
         ceil: bool,
     ) -> Self {
         let [c, h, w] = input;
         let (h_out, w_out) = (
-            conv_output_size(h, kernel, stride, 0, ceil),
-            conv_output_size(w, kernel, stride, 0, ceil),
+            conv_output_size(h, kernel, stride, padding, ceil),
+            conv_output_size(w, kernel, stride, padding, ceil),
         );
         Self {
             name: name.into(),
             kind: kind.into(),
             hyper: format!(
-                "{kernel}x{kernel}/{stride}{}",
+                "{kernel}x{kernel}/{stride}{}{}",
+                if padding > 0 {
+                    format!(" pad {padding}")
+                } else {
+                    String::new()
+                },
                 if ceil { " ceil" } else { "" }
             ),
             output_shape: vec![c, h_out, w_out],
             params: 0,
             buffers: 0,
             macs: h_out * w_out * c * kernel * kernel,
+        }
+    }
+
+    /// Global average pooling to 1x1: one add per input value.
+    pub fn global_avg_pool(name: &str, input: [usize; 3]) -> Self {
+        let [c, h, w] = input;
+        Self {
+            name: name.into(),
+            kind: "avgpool".into(),
+            hyper: format!("{h}x{w} -> 1x1"),
+            output_shape: vec![c, 1, 1],
+            params: 0,
+            buffers: 0,
+            macs: c * h * w,
         }
     }
 
@@ -146,6 +176,25 @@ impl LayerSummary {
             output_shape: shape.to_vec(),
             params: 2 * shape[0],
             buffers: 2 * shape[0],
+            macs: 0,
+        }
+    }
+
+    /// Feature maps joined along channels (an Inception module's output).
+    pub fn concat(name: &str, parts: &[[usize; 3]]) -> Self {
+        let [_, h, w] = parts[0];
+        let channels: usize = parts.iter().map(|p| p[0]).sum();
+        Self {
+            name: name.into(),
+            kind: "concat".into(),
+            hyper: parts
+                .iter()
+                .map(|p| p[0].to_string())
+                .collect::<Vec<_>>()
+                .join(" + "),
+            output_shape: vec![channels, h, w],
+            params: 0,
+            buffers: 0,
             macs: 0,
         }
     }

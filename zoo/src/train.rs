@@ -263,7 +263,8 @@ impl<M: ImageClassifier> Task<M> for ImageTask<'_> {
         seed: u64,
         device: &Device,
     ) -> Arc<dyn DataLoader<ImageBatch>> {
-        DataLoaderBuilder::new(self.data.batcher.clone())
+        let batcher = self.data.batcher.augmented(&self.data.augmentation, seed);
+        DataLoaderBuilder::new(batcher)
             .batch_size(batch_size)
             .shuffle(seed)
             .set_device(device.clone())
@@ -272,8 +273,7 @@ impl<M: ImageClassifier> Task<M> for ImageTask<'_> {
 
     fn batch_loss(&self, model: &M, batch: ImageBatch) -> BatchLoss {
         let n = batch.targets.dims()[0];
-        let logits = model.logits(batch.images);
-        let loss = model.loss(logits.clone(), batch.targets.clone());
+        let (logits, loss) = model.training_loss(batch.images, batch.targets.clone());
         let correct = logits
             .argmax(1)
             .squeeze_dim::<1>(1)

@@ -57,10 +57,11 @@ fn train_writes_metrics_and_eval_reproduces_them() {
 #[test]
 fn interrupted_and_resumed_run_ends_with_the_same_weights() {
     let sb = Sandbox::with_data(1500, 100);
+    // Augmented, so that resuming must also replay the augmentation's random draws.
     let body = tiny_config(
         "kind = \"mlp\"\nhidden = [64]\ndropout = 0.3",
         &sb.data(),
-        "",
+        "[data.augment]\ncrop_padding = 2\nhorizontal_flip = true",
     )
     .replace("epochs = 2", "epochs = 6");
     let config = write_config(sb.path(), "r.toml", &body);

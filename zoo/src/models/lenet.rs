@@ -96,14 +96,14 @@ impl LeNet5Config {
         let c1 = conv1.chw();
         push(conv1);
         push(LayerSummary::elementwise("act1", act, &c1));
-        let pool1 = LayerSummary::pool2d("pool1", pool, c1, 2, 2, false);
+        let pool1 = LayerSummary::pool2d("pool1", pool, c1, 2, 2, 0, false);
         let p1 = pool1.chw();
         push(pool1);
         let conv2 = LayerSummary::conv2d("conv2", p1, 16, 5, 1, 0);
         let c2 = conv2.chw();
         push(conv2);
         push(LayerSummary::elementwise("act2", act, &c2));
-        let pool2 = LayerSummary::pool2d("pool2", pool, c2, 2, 2, false);
+        let pool2 = LayerSummary::pool2d("pool2", pool, c2, 2, 2, 0, false);
         let p2 = pool2.chw();
         push(pool2);
         push(LayerSummary::flatten_map("flatten", p2));

@@ -1,12 +1,17 @@
 //! The model registry: one enum of configs (the TOML `model.kind`), one enum of built modules
 //! (what the trainer holds), and the small trait through which the trainer meets any model.
 
+pub mod alexnet;
 pub mod charlm;
+pub mod cnn;
+pub mod googlenet;
 pub mod knn;
 pub mod lenet;
 pub mod linear;
 pub mod mlp;
 pub mod recurrent;
+pub mod resnet;
+pub mod vgg;
 
 use burn::nn::{loss::CrossEntropyLossConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
@@ -15,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{section, ConfigError, Invalid, Source};
 use crate::summary::LayerSummary;
 
+pub use alexnet::{AlexNet, AlexNetConfig, AlexNetVariant};
 pub use charlm::{CharLm, CharLmConfig};
+pub use googlenet::{GoogLeNet, GoogLeNetConfig};
 pub use knn::{KnnClassifier, KnnConfig};
 pub use lenet::{LeNet5, LeNet5Config};
 pub use linear::{
@@ -23,6 +30,8 @@ pub use linear::{
 };
 pub use mlp::{Mlp, MlpConfig};
 pub use recurrent::{RecurrentClassifier, RecurrentConfig};
+pub use resnet::{ResNet, ResNetConfig};
+pub use vgg::{Vgg, VggConfig};
 
 /// What the data hands a model: the image shape and the number of classes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,11 +103,32 @@ pub enum ModelConfig {
     Lstm(RecurrentConfig),
     /// The character-level language model (reads `data.text`).
     CharLm(CharLmConfig),
+    #[serde(rename = "alexnet")]
+    AlexNet(AlexNetConfig),
+    /// ZFNet: the AlexNet family with its own table (`AlexNetConfig::variant`).
+    #[serde(rename = "zfnet")]
+    ZfNet(AlexNetConfig),
+    Vgg(VggConfig),
+    #[serde(rename = "googlenet")]
+    GoogLeNet(GoogLeNetConfig),
+    #[serde(rename = "resnet")]
+    ResNet(ResNetConfig),
 }
 
 impl ModelConfig {
     pub const KINDS: &'static [&'static str] = &[
-        "knn", "softmax", "logistic", "mlp", "lenet5", "lstm", "char-lm",
+        "knn",
+        "softmax",
+        "logistic",
+        "mlp",
+        "lenet5",
+        "lstm",
+        "char-lm",
+        "alexnet",
+        "zfnet",
+        "vgg",
+        "googlenet",
+        "resnet",
     ];
 
     /// Reads the family `kind` from the rest of `[model]`; `None` when the kind is unknown.
@@ -115,6 +145,16 @@ impl ModelConfig {
             "lenet5" => section(value, "model", src).map(ModelConfig::LeNet5),
             "lstm" => section(value, "model", src).map(ModelConfig::Lstm),
             "char-lm" => section(value, "model", src).map(ModelConfig::CharLm),
+            "alexnet" => section(value, "model", src).map(ModelConfig::AlexNet),
+            "zfnet" => section::<AlexNetConfig>(value, "model", src).map(|c| {
+                ModelConfig::ZfNet(AlexNetConfig {
+                    variant: AlexNetVariant::Zfnet,
+                    ..c
+                })
+            }),
+            "vgg" => section(value, "model", src).map(ModelConfig::Vgg),
+            "googlenet" => section(value, "model", src).map(ModelConfig::GoogLeNet),
+            "resnet" => section(value, "model", src).map(ModelConfig::ResNet),
             _ => return None,
         })
     }
@@ -128,6 +168,11 @@ impl ModelConfig {
             ModelConfig::LeNet5(_) => "lenet5",
             ModelConfig::Lstm(_) => "lstm",
             ModelConfig::CharLm(_) => "char-lm",
+            ModelConfig::AlexNet(_) => "alexnet",
+            ModelConfig::ZfNet(_) => "zfnet",
+            ModelConfig::Vgg(_) => "vgg",
+            ModelConfig::GoogLeNet(_) => "googlenet",
+            ModelConfig::ResNet(_) => "resnet",
         }
     }
 
@@ -141,6 +186,10 @@ impl ModelConfig {
             ModelConfig::LeNet5(c) => c.validate(input),
             ModelConfig::Lstm(c) => c.validate(input),
             ModelConfig::CharLm(c) => c.validate(),
+            ModelConfig::AlexNet(c) | ModelConfig::ZfNet(c) => c.validate(input),
+            ModelConfig::Vgg(c) => c.validate(input),
+            ModelConfig::GoogLeNet(c) => c.validate(input),
+            ModelConfig::ResNet(c) => c.validate(input),
         }
     }
 
@@ -160,6 +209,12 @@ impl ModelConfig {
             ModelConfig::CharLm(_) => {
                 panic!("the char-lm reads characters, not images: build it with CharLmConfig::init")
             }
+            ModelConfig::AlexNet(c) | ModelConfig::ZfNet(c) => {
+                Model::AlexNet(c.init(input, device))
+            }
+            ModelConfig::Vgg(c) => Model::Vgg(c.init(input, device)),
+            ModelConfig::GoogLeNet(c) => Model::GoogLeNet(c.init(input, device)),
+            ModelConfig::ResNet(c) => Model::ResNet(c.init(input, device)),
         }
     }
 
@@ -173,6 +228,10 @@ impl ModelConfig {
             ModelConfig::LeNet5(c) => c.layers(input),
             ModelConfig::Lstm(c) => c.layers(input),
             ModelConfig::CharLm(c) => c.layers(input.num_classes, input.height),
+            ModelConfig::AlexNet(c) | ModelConfig::ZfNet(c) => c.layers(input),
+            ModelConfig::Vgg(c) => c.layers(input),
+            ModelConfig::GoogLeNet(c) => c.layers(input),
+            ModelConfig::ResNet(c) => c.layers(input),
         }
     }
 }
@@ -189,10 +248,27 @@ pub trait ImageClassifier {
         cross_entropy(logits, targets)
     }
 
+    /// The main scores and the loss to minimize on a training batch. Models with auxiliary
+    /// heads (GoogLeNet) add their losses here; at evaluation only `logits` is used.
+    fn training_loss(&self, images: Tensor<4>, targets: Tensor<1, Int>) -> (Tensor<2>, Tensor<1>) {
+        main_head_loss(self, images, targets)
+    }
+
     /// The loss reported at evaluation; `None` for models that minimize none (kNN).
     fn eval_loss(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Option<Tensor<1>> {
         Some(self.loss(logits, targets))
     }
+}
+
+/// `logits` and `loss` on one batch: the training loss of every model without extra heads.
+fn main_head_loss<M: ImageClassifier + ?Sized>(
+    model: &M,
+    images: Tensor<4>,
+    targets: Tensor<1, Int>,
+) -> (Tensor<2>, Tensor<1>) {
+    let logits = model.logits(images);
+    let loss = model.loss(logits.clone(), targets);
+    (logits, loss)
 }
 
 /// A built model of any family.
@@ -203,6 +279,10 @@ pub enum Model {
     Mlp(Mlp),
     LeNet5(LeNet5),
     Recurrent(RecurrentClassifier),
+    AlexNet(AlexNet),
+    Vgg(Vgg),
+    GoogLeNet(GoogLeNet),
+    ResNet(ResNet),
 }
 
 impl ImageClassifier for Model {
@@ -213,6 +293,10 @@ impl ImageClassifier for Model {
             Model::Mlp(m) => m.forward(images),
             Model::LeNet5(m) => m.forward(images),
             Model::Recurrent(m) => m.forward(images),
+            Model::AlexNet(m) => m.forward(images),
+            Model::Vgg(m) => m.forward(images),
+            Model::GoogLeNet(m) => m.forward(images),
+            Model::ResNet(m) => m.forward(images),
         }
     }
 
@@ -221,6 +305,13 @@ impl ImageClassifier for Model {
             Model::Softmax(m) => m.loss(logits, targets),
             Model::Logistic(m) => m.loss(logits, targets),
             _ => cross_entropy(logits, targets),
+        }
+    }
+
+    fn training_loss(&self, images: Tensor<4>, targets: Tensor<1, Int>) -> (Tensor<2>, Tensor<1>) {
+        match self {
+            Model::GoogLeNet(m) => m.training_loss(images, targets),
+            _ => main_head_loss(self, images, targets),
         }
     }
 }

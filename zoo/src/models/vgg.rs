@@ -1,0 +1,332 @@
+//! VGG (Simonyan & Zisserman, 2014): 3x3/1 pad 1 convolutions and 2x2/2 max pools from one
+//! list of channels and pool markers, then FC 4096 -> 4096 -> classes with dropout 0.5.
+//! Depths 11/13/16/19 are the paper's configurations A, B, D and E; `batch_norm` adds BN
+//! after every convolution (torchvision's `vgg16_bn`).
+//!
+//! Deviation from torchvision: no adaptive average pool before the classifier; at 224x224 it
+//! is the identity (the maps are already 7x7), and smaller inputs flatten what they have.
+
+use burn::nn::pool::MaxPool2d;
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::cnn::{
+    classifier_forward, classifier_layers, classifier_rows, max_pool, scaled, too_small,
+    validate_dropout, validate_width, ConvShape, ConvUnit, DropoutPlace, Rows,
+};
+use super::ModelInput;
+use crate::config::Invalid;
+use crate::summary::LayerSummary;
+
+/// One entry of the channel list: a 3x3 convolution with this many channels, or "M" for a
+/// 2x2/2 max pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum VggItem {
+    Conv(usize),
+    Pool(PoolMarker),
+}
+
+/// The "M" of the paper's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PoolMarker {
+    M,
+}
+
+/// Reads a channel count or "M", with an error that says so (serde's untagged enums don't).
+impl<'de> Deserialize<'de> for VggItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl serde::de::Visitor<'_> for ItemVisitor {
+            type Value = VggItem;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a channel count or \"M\" (a max pool)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<VggItem, E> {
+                match usize::try_from(v) {
+                    Ok(c) if c > 0 => Ok(C(c)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<VggItem, E> {
+                match v {
+                    "M" => Ok(M),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(ItemVisitor)
+    }
+}
+
+use VggItem::{Conv as C, Pool as P};
+const M: VggItem = P(PoolMarker::M);
+
+/// Configuration A (11 weight layers).
+#[rustfmt::skip]
+pub const VGG11: &[VggItem] = &[
+    C(64), M, C(128), M, C(256), C(256), M, C(512), C(512), M, C(512), C(512), M,
+];
+/// Configuration B (13).
+#[rustfmt::skip]
+pub const VGG13: &[VggItem] = &[
+    C(64), C(64), M, C(128), C(128), M, C(256), C(256), M, C(512), C(512), M, C(512), C(512), M,
+];
+/// Configuration D (16), the notes' VGG16.
+#[rustfmt::skip]
+pub const VGG16: &[VggItem] = &[
+    C(64), C(64), M, C(128), C(128), M, C(256), C(256), C(256), M,
+    C(512), C(512), C(512), M, C(512), C(512), C(512), M,
+];
+/// Configuration E (19).
+#[rustfmt::skip]
+pub const VGG19: &[VggItem] = &[
+    C(64), C(64), M, C(128), C(128), M, C(256), C(256), C(256), C(256), M,
+    C(512), C(512), C(512), C(512), M, C(512), C(512), C(512), C(512), M,
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VggConfig {
+    /// 11, 13, 16 or 19: picks the paper's list when `layers` is absent.
+    pub depth: usize,
+    /// Channels and "M" markers, e.g. [64, 64, "M", 128, ...]; overrides `depth`.
+    pub layers: Option<Vec<VggItem>>,
+    pub batch_norm: bool,
+    /// Multiplier on the conv channels and the classifier widths (1 = the paper).
+    pub width: f64,
+    /// Round pooled sides up, so that 28x28 survives five pools (28, 14, 7, 4, 2, 1).
+    pub ceil_mode: bool,
+    /// Hidden fully connected widths before the class layer.
+    pub classifier: Vec<usize>,
+    pub dropout: f64,
+}
+
+impl Default for VggConfig {
+    fn default() -> Self {
+        Self {
+            depth: 16,
+            layers: None,
+            batch_norm: false,
+            width: 1.0,
+            ceil_mode: false,
+            classifier: vec![4096, 4096],
+            dropout: 0.5,
+        }
+    }
+}
+
+impl VggConfig {
+    fn items(&self) -> Vec<VggItem> {
+        let paper = match self.depth {
+            11 => VGG11,
+            13 => VGG13,
+            19 => VGG19,
+            _ => VGG16,
+        };
+        self.layers
+            .clone()
+            .unwrap_or_else(|| paper.to_vec())
+            .into_iter()
+            .map(|item| match item {
+                C(c) => C(scaled(c, self.width)),
+                pool => pool,
+            })
+            .collect()
+    }
+
+    fn hidden(&self) -> Vec<usize> {
+        self.classifier
+            .iter()
+            .map(|&w| scaled(w, self.width))
+            .collect()
+    }
+
+    pub fn validate(&self, input: &ModelInput) -> Result<(), Invalid> {
+        if self.layers.is_none() && ![11, 13, 16, 19].contains(&self.depth) {
+            return Err((
+                "depth".into(),
+                format!(
+                    "expected 11, 13, 16 or 19 (or a `layers` list), got {}",
+                    self.depth
+                ),
+            ));
+        }
+        if !self.items().iter().any(|i| matches!(i, C(_))) {
+            return Err(("layers".into(), "expected at least one convolution".into()));
+        }
+        validate_width(self.width)?;
+        validate_dropout("dropout", self.dropout)?;
+        too_small(
+            &self.feature_rows(input),
+            [input.channels, input.height, input.width],
+        )
+    }
+
+    fn feature_rows(&self, input: &ModelInput) -> Rows {
+        let mut rows = Rows::new([input.channels, input.height, input.width]);
+        let (mut conv, mut pool) = (0, 0);
+        for item in self.items() {
+            match item {
+                C(channels) => {
+                    conv += 1;
+                    let shape = ConvShape::new(rows.shape[0], channels, 3).same();
+                    rows.conv_unit(&format!("conv{conv}"), shape, self.batch_norm, true);
+                }
+                P(_) => {
+                    pool += 1;
+                    rows.max_pool(&format!("pool{pool}"), 2, 2, 0, self.ceil_mode);
+                }
+            }
+        }
+        rows
+    }
+
+    pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
+        let mut rows = self.feature_rows(input);
+        classifier_rows(
+            &mut rows,
+            &self.hidden(),
+            input.num_classes,
+            DropoutPlace::AfterHidden,
+        );
+        rows.rows
+    }
+
+    pub fn init(&self, input: &ModelInput, device: &Device) -> Vgg {
+        let mut in_channels = input.channels;
+        let features = self
+            .items()
+            .into_iter()
+            .map(|item| match item {
+                C(channels) => {
+                    let shape = ConvShape::new(in_channels, channels, 3).same();
+                    in_channels = channels;
+                    VggLayer::Conv(ConvUnit::new(shape, self.batch_norm, true, device))
+                }
+                P(_) => VggLayer::Pool(max_pool(2, 2, 0, self.ceil_mode)),
+            })
+            .collect();
+        let features_out: usize = self.feature_rows(input).shape.iter().product();
+        let (hidden, fc) =
+            classifier_layers(features_out, &self.hidden(), input.num_classes, device);
+        Vgg {
+            features,
+            hidden,
+            fc,
+            dropout: DropoutConfig::new(self.dropout).init(),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub enum VggLayer {
+    Conv(ConvUnit),
+    Pool(MaxPool2d),
+}
+
+#[derive(Module, Debug)]
+pub struct Vgg {
+    pub features: Vec<VggLayer>,
+    pub hidden: Vec<Linear>,
+    pub fc: Linear,
+    pub dropout: Dropout,
+}
+
+impl Vgg {
+    /// # Shapes
+    /// - images: `[batch, channels, height, width]`
+    /// - output: `[batch, num_classes]`
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = images;
+        for layer in &self.features {
+            x = match layer {
+                VggLayer::Conv(unit) => unit.forward(x),
+                VggLayer::Pool(pool) => pool.forward(x),
+            };
+        }
+        classifier_forward(
+            x.flatten(1, 3),
+            &self.hidden,
+            &self.fc,
+            &self.dropout,
+            DropoutPlace::AfterHidden,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::cnn::testing::{
+        fashion, imagenet, params_and_buffers, shape_of, total_params,
+    };
+
+    fn params(config: &VggConfig) -> usize {
+        total_params(&config.layers(&imagenet(224)))
+    }
+
+    #[test]
+    fn paper_configurations_have_the_notes_counts() {
+        let depth = |depth| VggConfig {
+            depth,
+            ..VggConfig::default()
+        };
+        assert_eq!(params(&depth(11)), 132_863_336);
+        assert_eq!(params(&depth(13)), 133_047_848);
+        assert_eq!(params(&depth(16)), 138_357_544);
+        assert_eq!(params(&depth(19)), 143_667_240);
+        // Batch norm adds a scale and a shift per channel; the conv biases stay (torchvision).
+        let bn = VggConfig {
+            batch_norm: true,
+            ..VggConfig::default()
+        };
+        assert_eq!(params(&bn), 138_365_992);
+    }
+
+    #[test]
+    fn five_pools_reach_7x7_at_224() {
+        let rows = VggConfig::default().layers(&imagenet(224));
+        assert_eq!(shape_of(&rows, "flatten"), [7 * 7 * 512]);
+    }
+
+    #[test]
+    fn channel_lists_read_from_toml() {
+        let config: VggConfig =
+            toml::from_str("layers = [8, \"M\", 16, \"M\"]\nwidth = 0.5").unwrap();
+        assert_eq!(config.items(), [C(4), M, C(8), M]);
+        let err = toml::from_str::<VggConfig>("layers = [8, \"X\"]").unwrap_err();
+        assert!(
+            err.to_string().contains("a channel count or \"M\""),
+            "{err}"
+        );
+        assert!(toml::from_str::<VggConfig>("layers = [0]").is_err());
+    }
+
+    #[test]
+    fn narrowed_module_matches_its_table() {
+        let input = fashion();
+        let config = VggConfig {
+            width: 1.0 / 16.0,
+            ceil_mode: true,
+            batch_norm: true,
+            ..VggConfig::default()
+        };
+        config.validate(&input).unwrap();
+        let rows = config.layers(&input);
+        let device = Device::flex();
+        let model = config.init(&input, &device);
+        assert_eq!(model.num_params(), params_and_buffers(&rows));
+        assert_eq!(
+            model.forward(Tensor::zeros([2, 1, 28, 28], &device)).dims(),
+            [2, 10]
+        );
+        // Without ceil mode the fifth pool has nothing left to pool.
+        let floor = VggConfig {
+            ceil_mode: false,
+            ..config
+        };
+        assert!(floor.validate(&input).is_err());
+    }
+}
