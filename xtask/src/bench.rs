@@ -25,6 +25,9 @@ pub struct Args {
     /// Where to write bench.md and bench.json.
     #[arg(long, default_value = "results")]
     out: PathBuf,
+    /// The README table to replace: the one between `<!-- NAME:begin` and `<!-- NAME:end -->`.
+    #[arg(long, default_value = "bench")]
+    readme_section: String,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -99,10 +102,11 @@ pub fn run(args: &Args) -> Result<()> {
         &args.out.join("bench.json"),
         serde_json::to_string_pretty(&rows)?.as_bytes(),
     )?;
-    super::splice_readme(&root.join("README.md"), "bench", &table)?;
+    super::splice_readme(&root.join("README.md"), &args.readme_section, &table)?;
     eprintln!(
-        "wrote {}/bench.{{md,json}} and the README's performance table",
-        args.out.display()
+        "wrote {}/bench.{{md,json}} and the README's {} table",
+        args.out.display(),
+        args.readme_section
     );
     Ok(())
 }

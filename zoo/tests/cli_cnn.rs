@@ -7,8 +7,20 @@ use common::*;
 use zoo::run::load_trained;
 use zoo::train::parameter_values;
 
-/// `--set` overrides that point a shipped config at the sandbox's small dataset.
+/// `zoo train` of a shipped config, pointed at the sandbox's small dataset by `--set`
+/// overrides (then `extra` ones).
 fn small_run(sb: &Sandbox, config: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    small_run_with(sb, config, out, &[], extra)
+}
+
+/// `small_run` with more flags (e.g. `--resume`).
+fn small_run_with(
+    sb: &Sandbox,
+    config: &str,
+    out: &str,
+    flags: &[&str],
+    extra: &[&str],
+) -> std::process::Output {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = root.join("configs/fashion-mnist").join(config);
     let dir = format!("data.dir={}", sb.data().display());
@@ -28,6 +40,7 @@ fn small_run(sb: &Sandbox, config: &str, out: &str, extra: &[&str]) -> std::proc
         "--set",
         "train.epochs=3",
     ];
+    args.extend(flags);
     for e in extra {
         args.extend(["--set", e]);
     }
@@ -118,5 +131,40 @@ fn too_small_inputs_name_the_layer() {
     assert!(
         err.contains("model.layers[1]") && err.contains("\"M\""),
         "{err}"
+    );
+}
+
+#[test]
+fn resumed_batch_norm_runs_match_uninterrupted_ones() {
+    // Batch-norm running statistics must travel with the checkpoint, or evaluation after a
+    // resume would differ. A constant rate keeps the schedule independent of the epoch count.
+    let sb = Sandbox::with_data(600, 100);
+    let device = zoo::backend::Backend::Flex.device();
+    let weights =
+        |run: &str| parameter_values(&load_trained(&sb.path().join(run), &device).unwrap().1);
+    let common = ["model.width=0.0625", "train.schedule.kind=constant"];
+    let out = small_run(&sb, "resnet18.toml", "straight", &common);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = small_run(
+        &sb,
+        "resnet18.toml",
+        "resumed",
+        &[common[0], common[1], "train.epochs=1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = small_run_with(&sb, "resnet18.toml", "resumed", &["--resume"], &common);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("resuming after epoch 1"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        weights("straight") == weights("resumed"),
+        "resumed weights or statistics differ"
+    );
+    assert_eq!(
+        sb.metrics("straight")["test"]["accuracy"],
+        sb.metrics("resumed")["test"]["accuracy"]
     );
 }

@@ -166,20 +166,30 @@ impl Rows {
         self.rows.push(row);
     }
 
-    /// The rows of a `ConvUnit` on the current map.
-    pub fn conv_unit(&mut self, name: &str, shape: ConvShape, batch_norm: bool, bias: bool) {
-        let conv = LayerSummary::conv2d(
-            &format!("{name}.conv"),
+    /// A convolution's row on the current map, with or without its bias.
+    pub fn conv(&mut self, name: &str, shape: ConvShape, bias: bool) {
+        let row = LayerSummary::conv2d(
+            name,
             self.shape,
             shape.out_channels,
             shape.kernel,
             shape.stride,
             shape.padding,
         );
-        self.push(if bias { conv } else { conv.without_bias() });
+        self.push(if bias { row } else { row.without_bias() });
+    }
+
+    /// A batch norm's row on the current map.
+    pub fn batch_norm(&mut self, name: &str) {
+        let shape = self.shape;
+        self.push(LayerSummary::batch_norm(name, &shape));
+    }
+
+    /// The rows of a `ConvUnit` on the current map.
+    pub fn conv_unit(&mut self, name: &str, shape: ConvShape, batch_norm: bool, bias: bool) {
+        self.conv(&format!("{name}.conv"), shape, bias);
         if batch_norm {
-            let out = self.shape;
-            self.push(LayerSummary::batch_norm(&format!("{name}.bn"), &out));
+            self.batch_norm(&format!("{name}.bn"));
         }
         let out = self.shape;
         self.push(LayerSummary::elementwise(

@@ -180,22 +180,8 @@ impl ResNetConfig {
 
     fn summary_rows(&self, input: &ModelInput) -> Rows {
         let mut rows = Rows::new([input.channels, input.height, input.width]);
-        let conv_bn = |rows: &mut Rows, name: &str, bn: &str, shape: ConvShape| {
-            rows.push(
-                LayerSummary::conv2d(
-                    name,
-                    rows.shape,
-                    shape.out_channels,
-                    shape.kernel,
-                    shape.stride,
-                    shape.padding,
-                )
-                .without_bias(),
-            );
-            let out = rows.shape;
-            rows.push(LayerSummary::batch_norm(bn, &out));
-        };
-        conv_bn(&mut rows, "conv1", "bn1", self.stem_conv(input));
+        rows.conv("conv1", self.stem_conv(input), false);
+        rows.batch_norm("bn1");
         let out = rows.shape;
         rows.push(LayerSummary::elementwise("relu", "relu", &out));
         if self.stem == Stem::Imagenet {
@@ -206,32 +192,18 @@ impl ResNetConfig {
                 let prefix = format!("layer{}.{i}", stage + 1);
                 let block_input = rows.shape;
                 for (name, conv) in block.convs() {
-                    let bn = name.replace("conv", "bn");
-                    conv_bn(
-                        &mut rows,
-                        &format!("{prefix}.{name}"),
-                        &format!("{prefix}.{bn}"),
-                        conv,
-                    );
+                    rows.conv(&format!("{prefix}.{name}"), conv, false);
+                    rows.batch_norm(&format!("{prefix}.{}", name.replace("conv", "bn")));
                 }
                 let out = rows.shape;
                 if block.needs_projection() {
-                    let proj = block.projection();
-                    rows.push(
-                        LayerSummary::conv2d(
-                            &format!("{prefix}.downsample.conv"),
-                            block_input,
-                            proj.out_channels,
-                            1,
-                            proj.stride,
-                            0,
-                        )
-                        .without_bias(),
+                    rows.shape = block_input;
+                    rows.conv(
+                        &format!("{prefix}.downsample.conv"),
+                        block.projection(),
+                        false,
                     );
-                    rows.push(LayerSummary::batch_norm(
-                        &format!("{prefix}.downsample.bn"),
-                        &out,
-                    ));
+                    rows.batch_norm(&format!("{prefix}.downsample.bn"));
                 }
                 rows.push(LayerSummary::elementwise(
                     &format!("{prefix}.add"),
