@@ -10,7 +10,24 @@ use zoo::train::{load_module, module_bytes};
 
 #[test]
 fn mlp_first_batch_loss_matches_across_backends() {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/fashion-mnist/mlp.toml");
+    first_batch_loss_matches("mlp");
+}
+
+/// Convolutions, pooling with ceil mode, LRN, batch norm (running statistics at evaluation),
+/// concatenation and residual sums agree across backends too.
+#[test]
+fn cnn_first_batch_losses_match_across_backends() {
+    for config in ["alexnet", "zfnet", "vgg16", "googlenet", "resnet18"] {
+        first_batch_loss_matches(config);
+    }
+}
+
+/// Loads `configs/fashion-mnist/{name}.toml`, draws its initial weights on flex, and checks
+/// that every backend computes the same first-batch loss from them.
+fn first_batch_loss_matches(name: &str) {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/fashion-mnist")
+        .join(format!("{name}.toml"));
     let exp = Experiment::load(&config, &["data.train_limit=6000".parse().unwrap()]).unwrap();
     let data = prepare(&exp.data, None).expect(
         "Fashion-MNIST is needed for this test: sudo apt-get install dataset-fashion-mnist",
@@ -39,13 +56,13 @@ fn mlp_first_batch_loss_matches_across_backends() {
     let (_, flex_loss) = losses[0];
     assert!(
         flex_loss > 0.5 && flex_loss < 10.0,
-        "an untrained model's loss: {flex_loss}"
+        "{name}: an untrained model's loss: {flex_loss}"
     );
     for (backend, loss) in &losses {
         let relative = (loss - flex_loss).abs() / flex_loss;
         assert!(
             relative < 1e-4,
-            "{backend}: loss {loss} vs flex {flex_loss} (relative {relative:e})"
+            "{name} on {backend}: loss {loss} vs flex {flex_loss} (relative {relative:e})"
         );
     }
 }

@@ -168,3 +168,42 @@ fn resumed_batch_norm_runs_match_uninterrupted_ones() {
         sb.metrics("resumed")["test"]["accuracy"]
     );
 }
+
+#[test]
+fn every_cnn_family_trains_on_ndarray_and_wgpu() {
+    // flex trains them in the tests above; here the other backends take the same steps.
+    let sb = Sandbox::with_data(800, 100);
+    for backend in ["ndarray", "wgpu"] {
+        for config in [
+            "alexnet.toml",
+            "zfnet.toml",
+            "vgg16.toml",
+            "googlenet.toml",
+            "resnet18.toml",
+        ] {
+            let run = format!("{backend}-{}", config.trim_end_matches(".toml"));
+            let out = small_run_with(
+                &sb,
+                config,
+                &run,
+                &["--backend", backend],
+                &["model.width=0.0625", "data.batch_size=16"],
+            );
+            assert!(out.status.success(), "{run}:\n{}", stderr(&out));
+            let m = sb.metrics(&run);
+            assert_eq!(m["backend"], backend);
+            let history = m["history"].as_array().unwrap();
+            let loss = |epoch: &serde_json::Value| epoch["train_loss"].as_f64().unwrap();
+            let (first, last) = (loss(&history[0]), loss(history.last().unwrap()));
+            assert!(
+                last < first,
+                "{run}: training loss went from {first} to {last}"
+            );
+            let accuracy = m["test"]["accuracy"].as_f64().unwrap();
+            assert!(
+                accuracy > 0.2,
+                "{run}: test accuracy {accuracy} (chance 0.1)"
+            );
+        }
+    }
+}
