@@ -27,9 +27,7 @@ pub struct PreparedData {
 /// The model input a data config implies, without reading any file.
 pub fn image_input(config: &DataConfig) -> ModelInput {
     let (channels, stored_height, stored_width, _) = config.dataset.shape();
-    let (height, width) = config
-        .resize
-        .map_or((stored_height, stored_width), |side| (side, side));
+    let [height, width] = resize_of(config).unwrap_or([stored_height, stored_width]);
     ModelInput {
         channels,
         height,

@@ -2,14 +2,13 @@
 //! (Zeiler & Fergus, 2013): rows of conv -> ReLU -> [max pool 3/2] -> [LRN], then dropout and
 //! fully connected layers. The rows are data: the papers' tables below, or `features` in TOML.
 
-use burn::nn::pool::MaxPool2d;
-use burn::nn::{Dropout, DropoutConfig, Linear, LocalResponseNorm, LocalResponseNormConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LocalResponseNormConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cnn::{
     classifier_forward, classifier_layers, classifier_rows, max_pool, scaled, too_small,
-    validate_dropout, validate_width, ConvShape, ConvUnit, DropoutPlace, Rows,
+    validate_dropout, validate_width, ConvShape, ConvStage, ConvUnit, DropoutPlace, Rows,
 };
 use super::ModelInput;
 use crate::config::Invalid;
@@ -202,12 +201,7 @@ impl AlexNetConfig {
                 );
             }
             if r.lrn {
-                let out = rows.shape;
-                rows.push(LayerSummary::elementwise(
-                    &format!("lrn{}", i + 1),
-                    "lrn",
-                    &out,
-                ));
+                rows.lrn(&format!("lrn{}", i + 1));
             }
         }
         rows
@@ -234,7 +228,7 @@ impl AlexNetConfig {
                     .stride(r.stride)
                     .padding(r.padding);
                 in_channels = r.channels;
-                AlexNetStage {
+                ConvStage {
                     unit: ConvUnit::new(shape, false, true, device),
                     pool: r
                         .pool
@@ -261,17 +255,10 @@ impl AlexNetConfig {
     }
 }
 
-/// One row: conv + ReLU, then the optional pooling and normalization.
-#[derive(Module, Debug)]
-pub struct AlexNetStage {
-    pub unit: ConvUnit,
-    pub pool: Option<MaxPool2d>,
-    pub lrn: Option<LocalResponseNorm>,
-}
-
 #[derive(Module, Debug)]
 pub struct AlexNet {
-    pub features: Vec<AlexNetStage>,
+    /// One stage per row: conv + ReLU, then the optional pooling and normalization.
+    pub features: Vec<ConvStage>,
     pub hidden: Vec<Linear>,
     pub fc: Linear,
     pub dropout: Dropout,
@@ -282,16 +269,10 @@ impl AlexNet {
     /// - images: `[batch, channels, height, width]`
     /// - output: `[batch, num_classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = images;
-        for stage in &self.features {
-            x = stage.unit.forward(x);
-            if let Some(pool) = &stage.pool {
-                x = pool.forward(x);
-            }
-            if let Some(lrn) = &stage.lrn {
-                x = lrn.forward(x);
-            }
-        }
+        let x = self
+            .features
+            .iter()
+            .fold(images, |x, stage| stage.forward(x));
         classifier_forward(
             x.flatten(1, 3),
             &self.hidden,

@@ -3,7 +3,9 @@
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, Initializer, Linear, PaddingConfig2d};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, Initializer, Linear, LocalResponseNorm, PaddingConfig2d,
+};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
@@ -132,6 +134,28 @@ impl ConvUnit {
     }
 }
 
+/// A `ConvUnit` followed by an optional max pool and an optional LRN: AlexNet's and ZFNet's
+/// rows, GoogLeNet's stem.
+#[derive(Module, Debug)]
+pub struct ConvStage {
+    pub unit: ConvUnit,
+    pub pool: Option<MaxPool2d>,
+    pub lrn: Option<LocalResponseNorm>,
+}
+
+impl ConvStage {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut x = self.unit.forward(x);
+        if let Some(pool) = &self.pool {
+            x = pool.forward(x);
+        }
+        match &self.lrn {
+            Some(lrn) => lrn.forward(x),
+            None => x,
+        }
+    }
+}
+
 /// Max pooling with explicit padding and rounding.
 pub fn max_pool(kernel: usize, stride: usize, padding: usize, ceil: bool) -> MaxPool2d {
     MaxPool2dConfig::new([kernel; 2])
@@ -183,6 +207,12 @@ impl Rows {
     pub fn batch_norm(&mut self, name: &str) {
         let shape = self.shape;
         self.push(LayerSummary::batch_norm(name, &shape));
+    }
+
+    /// A local response normalization's row (it keeps the map's shape).
+    pub fn lrn(&mut self, name: &str) {
+        let out = self.shape;
+        self.push(LayerSummary::elementwise(name, "lrn", &out));
     }
 
     /// The rows of a `ConvUnit` on the current map.

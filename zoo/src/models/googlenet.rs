@@ -8,13 +8,14 @@
 use burn::nn::pool::{
     AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, MaxPool2d,
 };
-use burn::nn::{Dropout, DropoutConfig, Linear, LocalResponseNorm, LocalResponseNormConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LocalResponseNormConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
 use super::cnn::{
-    max_pool, scaled, too_small, validate_dropout, validate_width, ConvShape, ConvUnit, Rows, Stem,
+    max_pool, scaled, too_small, validate_dropout, validate_width, ConvShape, ConvStage, ConvUnit,
+    Rows, Stem,
 };
 use super::{cross_entropy, linear_layer, Init, ModelInput};
 use crate::config::Invalid;
@@ -181,12 +182,7 @@ impl GoogLeNetConfig {
                 pools += 1;
                 rows.max_pool(&format!("maxpool{pools}"), 3, 2, 0, true);
                 if self.lrn {
-                    let out = rows.shape;
-                    rows.push(LayerSummary::elementwise(
-                        &format!("lrn{pools}"),
-                        "lrn",
-                        &out,
-                    ));
+                    rows.lrn(&format!("lrn{pools}"));
                 }
             }
         }
@@ -302,7 +298,7 @@ impl GoogLeNetConfig {
         let stem = self
             .stem_convs(input.channels)
             .into_iter()
-            .map(|(conv, pool)| StemLayer {
+            .map(|(conv, pool)| ConvStage {
                 unit: ConvUnit::new(conv, bn, !bn, device),
                 pool: pool.then(|| max_pool(3, 2, 0, true)),
                 lrn: if pool { lrn() } else { None },
@@ -373,14 +369,6 @@ impl GoogLeNetConfig {
     }
 }
 
-/// A stem convolution with the pooling and LRN that may follow it.
-#[derive(Module, Debug)]
-pub struct StemLayer {
-    pub unit: ConvUnit,
-    pub pool: Option<MaxPool2d>,
-    pub lrn: Option<LocalResponseNorm>,
-}
-
 /// Four branches over the same input, concatenated on channels.
 #[derive(Module, Debug)]
 pub struct Inception {
@@ -428,7 +416,8 @@ impl AuxClassifier {
 
 #[derive(Module, Debug)]
 pub struct GoogLeNet {
-    pub stem: Vec<StemLayer>,
+    /// The stem convolutions with the pooling and LRN that may follow each.
+    pub stem: Vec<ConvStage>,
     pub stages: Vec<Vec<Inception>>,
     /// Heads on 4a and 4d (empty unless `aux_classifiers`).
     pub aux: Vec<AuxClassifier>,
@@ -442,16 +431,7 @@ pub struct GoogLeNet {
 impl GoogLeNet {
     /// The class scores and, when `with_aux`, the auxiliary heads' scores.
     fn run(&self, images: Tensor<4>, with_aux: bool) -> (Tensor<2>, Vec<Tensor<2>>) {
-        let mut x = images;
-        for layer in &self.stem {
-            x = layer.unit.forward(x);
-            if let Some(pool) = &layer.pool {
-                x = pool.forward(x);
-            }
-            if let Some(lrn) = &layer.lrn {
-                x = lrn.forward(x);
-            }
-        }
+        let mut x = self.stem.iter().fold(images, |x, stage| stage.forward(x));
         let mut aux_logits = Vec::new();
         for (s, stage) in self.stages.iter().enumerate() {
             if s > 0 {
