@@ -12,6 +12,10 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use zoo::run_dir::{Metrics, METRICS_FILE};
+
+use crate::common::{configs_in, error_line, stem, workspace_root, zoo_binary};
+use crate::report::{self, Row};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -51,28 +55,6 @@ pub struct Experiment {
     pub seed: u64,
     /// `KEY=VALUE` overrides (the grid point or random sample), without the seed.
     pub overrides: Vec<String>,
-}
-
-/// One row of the results.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Row {
-    pub config: String,
-    pub model: String,
-    /// The dataset the experiment ran on (for the reference accuracy beside it).
-    pub dataset: String,
-    pub backend: String,
-    pub seed: u64,
-    pub overrides: String,
-    pub params: Option<u64>,
-    pub macs: Option<u64>,
-    pub epochs: Option<u64>,
-    pub seconds_per_epoch: Option<f64>,
-    pub train_samples_per_second: Option<f64>,
-    pub test_accuracy: Option<f64>,
-    pub test_top5: Option<f64>,
-    pub status: String,
-    pub error: String,
-    pub run_dir: String,
 }
 
 fn parse_range(spec: &str) -> Result<(String, f64, f64)> {
@@ -144,7 +126,7 @@ fn configs(root: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for p in paths {
         if p.is_dir() {
-            found.extend(super::configs_in(&p)?);
+            found.extend(configs_in(&p)?);
         } else if p.is_file() {
             found.push(p);
         } else {
@@ -183,24 +165,13 @@ fn run_dir(zoo: &Path, out: &Path, e: &Experiment) -> Result<std::result::Result
         .output()
         .context("cannot run zoo")?;
     if !output.status.success() {
-        return Ok(Err(last_error(&output.stderr)));
+        return Ok(Err(error_line(&output.stderr)));
     }
     let resolved = String::from_utf8_lossy(&output.stdout);
-    let stem = Path::new(&e.config)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let hash = fnv1a(&format!("{resolved}\nbackend = {}\n", e.backend));
-    Ok(Ok(out.join("runs").join(format!("{stem}-{hash:016x}"))))
-}
-
-fn last_error(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    text.lines()
-        .rev()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or_else(|| text.lines().next_back().unwrap_or(""))
-        .to_string()
+    Ok(Ok(out
+        .join("runs")
+        .join(format!("{}-{hash:016x}", stem(&e.config)))))
 }
 
 /// Runs one experiment (unless finished) and returns its row.
@@ -241,29 +212,28 @@ fn run_one(zoo: &Path, out: &Path, e: &Experiment) -> Result<Row> {
             .context("cannot run zoo")?;
         if !status.success() {
             row.status = "failed".into();
-            row.error = last_error(&std::fs::read(dir.join("train.log")).unwrap_or_default());
+            row.error = error_line(&std::fs::read(dir.join("train.log")).unwrap_or_default());
             return Ok(row);
         }
     }
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json"))?)?;
-    let seconds = super::mean_epoch_seconds(&m);
-    row.model = m["model"].as_str().unwrap_or("?").into();
-    row.dataset = m["dataset"].as_str().unwrap_or("").into();
-    row.params = m["params"].as_u64();
-    row.macs = m["macs_per_example"].as_u64();
-    row.epochs = m["epochs"].as_u64();
-    row.seconds_per_epoch = seconds;
-    row.train_samples_per_second = m["train_samples_per_second"].as_f64().filter(|v| *v > 0.0);
-    row.test_accuracy = m["test"]["accuracy"].as_f64();
-    row.test_top5 = m["test"]["top5"].as_f64();
+    let m: Metrics = zoo::run_dir::load_json(&dir, METRICS_FILE)?;
+    row.seconds_per_epoch = m.mean_epoch_seconds();
+    row.model = m.model;
+    row.dataset = m.dataset;
+    row.params = Some(m.params as u64);
+    row.macs = Some(m.macs_per_example as u64);
+    row.epochs = Some(m.epochs as u64);
+    row.train_samples_per_second = Some(m.train_samples_per_second).filter(|v| *v > 0.0);
+    row.test_accuracy = Some(m.test.accuracy);
+    row.test_top5 = Some(m.test.top5);
+    row.history = m.history;
     row.status = "ok".into();
     Ok(row)
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let root = super::workspace_root();
-    let zoo = super::zoo_binary(&root)?;
+    let root = workspace_root();
+    let zoo = zoo_binary(&root)?;
     let mut experiments = Vec::new();
     let points = points(args)?;
     for config in configs(&root, &args.paths)? {
@@ -338,7 +308,7 @@ pub fn run(args: &Args) -> Result<()> {
         .chain(&args.uniform)
         .filter_map(|s| s.split_once('=').map(|(k, _)| k.to_string()))
         .collect();
-    crate::report::write(
+    report::write(
         &root,
         &args.out,
         &rows,

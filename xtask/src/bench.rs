@@ -6,7 +6,26 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use zoo::bench::BenchResult;
+
+use crate::common::{configs_in, error_line, splice_readme, workspace_root, zoo_binary};
+
+/// One config on one backend: zoo's measurement, or why there is none.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchRow {
+    pub config: String,
+    pub backend: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Measured(BenchResult),
+    Failed(String),
+    TimedOut { after_s: u64 },
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,16 +47,19 @@ pub struct Args {
     /// The README table to replace: the one between `<!-- NAME:begin` and `<!-- NAME:end -->`.
     #[arg(long, default_value = "bench")]
     readme_section: String,
+    /// Leave the README as it is (write only bench.md and bench.json).
+    #[arg(long)]
+    no_readme: bool,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let root = super::workspace_root();
+    let root = workspace_root();
     let configs = if args.configs.is_empty() {
-        super::configs_in(&root.join("configs/fashion-mnist"))?
+        configs_in(&root.join("configs/fashion-mnist"))?
     } else {
         args.configs.clone()
     };
-    let zoo = super::zoo_binary(&root)?;
+    let zoo = zoo_binary(&root)?;
     let mut rows = Vec::new();
     for config in &configs {
         for backend in &args.backends {
@@ -72,26 +94,28 @@ pub fn run(args: &Args) -> Result<()> {
                 std::thread::sleep(Duration::from_millis(100));
             }
             let out = child.wait_with_output()?;
-            let mut row = if started.elapsed() > Duration::from_secs(args.timeout_s) {
+            let outcome = if started.elapsed() > Duration::from_secs(args.timeout_s) {
                 eprintln!(
                     "bench: {shown} on {backend}: stopped after {} s",
                     args.timeout_s
                 );
-                serde_json::json!({ "backend": backend, "timed_out_after_s": args.timeout_s })
+                Outcome::TimedOut {
+                    after_s: args.timeout_s,
+                }
             } else if !out.status.success() {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let error = stderr
-                    .lines()
-                    .find(|l| l.starts_with("error:"))
-                    .unwrap_or("no error line")
-                    .to_string();
+                let error = error_line(&out.stderr);
                 eprintln!("bench: {shown} on {backend}: {error}");
-                serde_json::json!({ "backend": backend, "failed": error })
+                Outcome::Failed(error)
             } else {
-                serde_json::from_slice(&out.stdout).context("zoo bench printed no JSON")?
+                Outcome::Measured(
+                    serde_json::from_slice(&out.stdout).context("zoo bench printed no JSON")?,
+                )
             };
-            row["config"] = Value::String(shown);
-            rows.push(row);
+            rows.push(BenchRow {
+                config: shown,
+                backend: backend.clone(),
+                outcome,
+            });
         }
     }
     let table = markdown(&rows);
@@ -102,48 +126,51 @@ pub fn run(args: &Args) -> Result<()> {
         &args.out.join("bench.json"),
         serde_json::to_string_pretty(&rows)?.as_bytes(),
     )?;
-    super::splice_readme(&root.join("README.md"), &args.readme_section, &table)?;
-    eprintln!(
-        "wrote {}/bench.{{md,json}} and the README's {} table",
-        args.out.display(),
-        args.readme_section
-    );
+    if args.no_readme {
+        eprintln!("wrote {}/bench.{{md,json}}", args.out.display());
+    } else {
+        splice_readme(&root.join("README.md"), &args.readme_section, &table)?;
+        eprintln!(
+            "wrote {}/bench.{{md,json}} and the README's {} table",
+            args.out.display(),
+            args.readme_section
+        );
+    }
     Ok(())
 }
 
-fn markdown(rows: &[Value]) -> String {
+fn markdown(rows: &[BenchRow]) -> String {
     let mut out = String::from(
         "| config | backend | loader images/s | train images/s (batch) | inference images/s (batch) | test split predicted in | peak memory |\n|---|---|---:|---:|---:|---:|---:|\n",
     );
-    for r in rows {
-        let no_figures = match (r["failed"].as_str(), r["timed_out_after_s"].as_u64()) {
-            (Some(error), _) => Some(format!("failed: {error}")),
-            (None, Some(limit)) => Some(format!("stopped after {limit} s")),
-            (None, None) => None,
+    for row in rows {
+        let r = match &row.outcome {
+            Outcome::Measured(r) => r,
+            Outcome::Failed(error) => {
+                out += &format!("| {} | {} | failed: {error} | | | | |\n", row.config, row.backend);
+                continue;
+            }
+            Outcome::TimedOut { after_s } => {
+                out += &format!(
+                    "| {} | {} | stopped after {after_s} s | | | | |\n",
+                    row.config, row.backend
+                );
+                continue;
+            }
         };
-        if let Some(why) = no_figures {
-            out += &format!(
-                "| {} | {} | {why} | | | | |\n",
-                r["config"].as_str().unwrap_or("?"),
-                r["backend"].as_str().unwrap_or("?")
-            );
-            continue;
-        }
-        let rate = |k: &str| r[k].as_f64().map_or("-".into(), |v| format!("{v:.0}"));
+        let rate = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
         out += &format!(
             "| {} | {} | {} | {} ({}) | {} ({}) | {} | {} |\n",
-            r["config"].as_str().unwrap_or("?"),
-            r["backend"].as_str().unwrap_or("?"),
-            rate("loader_samples_per_second"),
-            rate("train_samples_per_second"),
-            r["batch_size"],
-            rate("inference_samples_per_second"),
-            r["inference_batch_size"],
-            r["test_prediction_seconds"]
-                .as_f64()
+            row.config,
+            row.backend,
+            rate(Some(r.loader_samples_per_second)),
+            rate(r.train_samples_per_second),
+            r.batch_size,
+            rate(Some(r.inference_samples_per_second)),
+            r.inference_batch_size,
+            r.test_prediction_seconds
                 .map_or("-".into(), |s| format!("{s:.1} s")),
-            r["peak_memory_mib"]
-                .as_f64()
+            r.peak_memory_mib
                 .map_or("n/a".into(), |m| format!("{m:.0} MiB")),
         );
     }

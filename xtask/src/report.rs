@@ -5,12 +5,40 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+use zoo::train::EpochRecord;
 
-use crate::batch::Row;
+use crate::common::{stem, References};
+
+/// One row of the results.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Row {
+    pub config: String,
+    pub model: String,
+    /// The dataset the experiment ran on (for the reference accuracy beside it).
+    pub dataset: String,
+    pub backend: String,
+    pub seed: u64,
+    pub overrides: String,
+    pub params: Option<u64>,
+    pub macs: Option<u64>,
+    pub epochs: Option<u64>,
+    pub seconds_per_epoch: Option<f64>,
+    pub train_samples_per_second: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub test_top5: Option<f64>,
+    pub status: String,
+    pub error: String,
+    pub run_dir: String,
+    /// The run's epochs, for its learning curves (not written to the tables).
+    #[serde(skip)]
+    pub history: Vec<EpochRecord>,
+}
+
 
 /// Draws the same figure, `draw(area)`, to `<stem>.png` and `<stem>.svg`.
 macro_rules! png_and_svg {
@@ -51,13 +79,6 @@ impl Group<'_> {
     }
 }
 
-fn stem(config: &str) -> String {
-    Path::new(config)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 fn groups(rows: &[Row]) -> Vec<Group<'_>> {
     let mut groups: Vec<Group> = Vec::new();
     for r in rows {
@@ -74,20 +95,6 @@ fn groups(rows: &[Row]) -> Vec<Group<'_>> {
         }
     }
     groups
-}
-
-/// The reference accuracy of a config on its dataset, from configs/references.toml.
-fn reference(references: &toml::Table, dataset: &str, stem: &str) -> (Option<f64>, String) {
-    let entry = references.get(dataset).and_then(|t| t.get(stem));
-    let accuracy = entry
-        .and_then(|e| e.get("accuracy"))
-        .and_then(|a| a.as_float());
-    let source = entry
-        .and_then(|e| e.get("source"))
-        .and_then(|s| s.as_str())
-        .unwrap_or("")
-        .to_string();
-    (accuracy, source)
 }
 
 fn csv_field(s: &str) -> String {
@@ -141,10 +148,7 @@ pub fn write(
         serde_json::to_string_pretty(rows)?.as_bytes(),
     )?;
 
-    let references: toml::Table = std::fs::read_to_string(root.join("configs/references.toml"))
-        .context("cannot read configs/references.toml")?
-        .parse()
-        .context("configs/references.toml")?;
+    let references = References::load(root)?;
     let groups = groups(rows);
     let mut md = String::from("| experiment | model | seeds | test accuracy (mean ± std) | seconds / epoch | reference |\n|---|---|---:|---:|---:|---|\n");
     for g in &groups {
@@ -159,10 +163,10 @@ pub fn write(
         } else {
             format!("{:.2}", seconds.iter().sum::<f64>() / seconds.len() as f64)
         };
-        let (ref_acc, source) = reference(&references, &g.rows[0].dataset, &g.stem);
-        let reference = match (ref_acc, source.is_empty()) {
-            (Some(a), _) => format!("{a:.4} ({source})"),
-            (None, false) => source.clone(),
+        let found = references.get(&g.rows[0].dataset, &g.stem);
+        let reference = match (found.accuracy, found.source.is_empty()) {
+            (Some(a), _) => format!("{a:.4} ({})", found.source),
+            (None, false) => found.source.clone(),
             (None, true) => "-".into(),
         };
         let seeds = if failed > 0 {
@@ -184,10 +188,7 @@ pub fn write(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-            Path::new(&r.run_dir).join("metrics.json"),
-        )?)?;
-        if metrics["history"].as_array().is_some_and(|h| !h.is_empty()) {
+        if !r.history.is_empty() {
             let title = format!(
                 "{} {} seed {} {}",
                 stem(&r.config),
@@ -196,7 +197,7 @@ pub fn write(
                 r.overrides
             );
             png_and_svg!(plots.join(format!("curves-{name}")), (1000, 400), |area| {
-                curves(area, &title, &metrics)
+                curves(area, &title, &r.history)
             });
         }
     }
@@ -208,7 +209,7 @@ pub fn write(
                     g.name.clone(),
                     m,
                     s,
-                    reference(&references, &g.rows[0].dataset, &g.stem).0,
+                    references.get(&g.rows[0].dataset, &g.stem).accuracy,
                 )
             })
         })
@@ -253,24 +254,22 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 fn curves<DB: DrawingBackend>(
     area: DrawingArea<DB, Shift>,
     title: &str,
-    metrics: &serde_json::Value,
+    history: &[EpochRecord],
 ) -> Result<()> {
     area.fill(&WHITE).map_err(err)?;
-    let history = metrics["history"].as_array().cloned().unwrap_or_default();
-    let series = |key: &str| -> Vec<(f64, f64)> {
-        history
-            .iter()
-            .filter_map(|h| Some((h["epoch"].as_f64()?, h[key].as_f64()?)))
-            .collect()
+    let series = |value: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
+        history.iter().map(|h| (h.epoch as f64, value(h))).collect()
     };
     let epochs = history.len().max(1) as f64;
     let area = area.titled(title, ("sans-serif", 20)).map_err(err)?;
     let panels = area.split_evenly((1, 2));
-    for (panel, (what, train_key, val_key)) in panels.iter().zip([
-        ("loss", "train_loss", "val_loss"),
-        ("accuracy", "train_accuracy", "val_accuracy"),
-    ]) {
-        let (train, val) = (series(train_key), series(val_key));
+    let loss: [fn(&EpochRecord) -> f64; 2] = [|h| h.train_loss, |h| h.val_loss];
+    let accuracy: [fn(&EpochRecord) -> f64; 2] = [|h| h.train_accuracy, |h| h.val_accuracy];
+    for (panel, (what, [train, val])) in panels
+        .iter()
+        .zip([("loss", loss), ("accuracy", accuracy)])
+    {
+        let (train, val) = (series(train), series(val));
         let values: Vec<f64> = train.iter().chain(&val).map(|p| p.1).collect();
         let (lo, hi) = values
             .iter()

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use zoo::run_dir::{LmMetrics, Metrics, METRICS_FILE};
+use zoo::summary::group_digits;
+
+use crate::common::{configs_in, splice_readme, stem, workspace_root, zoo_binary, References};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,10 +29,10 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let root = super::workspace_root();
-    let configs = super::configs_in(&root.join("configs/fashion-mnist"))?;
-    let texts = super::configs_in(&root.join("configs/text"))?;
-    let zoo = super::zoo_binary(&root)?;
+    let root = workspace_root();
+    let configs = configs_in(&root.join("configs/fashion-mnist"))?;
+    let texts = configs_in(&root.join("configs/text"))?;
+    let zoo = zoo_binary(&root)?;
     for config in configs.iter().chain(&texts) {
         let stem = stem(config);
         if !args.only.is_empty() && !args.only.contains(&stem) {
@@ -57,79 +60,63 @@ pub fn run(args: &Args) -> Result<()> {
             bail!("zoo train {} failed", config.display());
         }
     }
-    let table = results_table(&root, &configs, &root.join(&args.out))?;
+    let readme = std::fs::read_to_string(root.join("README.md")).context("cannot read README.md")?;
+    let table = results_table(&root, &configs, &root.join(&args.out), &readme)?;
     std::fs::create_dir_all(root.join("results"))?;
     zoo::fsutil::write_atomic(&root.join("results/reproduce.md"), table.as_bytes())?;
-    super::splice_readme(&root.join("README.md"), "results", &table)?;
+    splice_readme(&root.join("README.md"), "results", &table)?;
     println!("{table}");
-    let lm = language_model_table(&root, &zoo, &texts, &root.join(&args.out))?;
-    super::splice_readme(&root.join("README.md"), "lm", &lm)?;
-    println!("{lm}");
+    // Without a language-model run here (`--only`), the README keeps its section.
+    if let Some(lm) = language_model_table(&root, &zoo, &texts, &root.join(&args.out))? {
+        splice_readme(&root.join("README.md"), "lm", &lm)?;
+        println!("{lm}");
+    }
     Ok(())
 }
 
-fn stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-fn results_table(root: &Path, configs: &[PathBuf], runs: &Path) -> Result<String> {
-    let references: toml::Table = std::fs::read_to_string(root.join("configs/references.toml"))
-        .context("cannot read configs/references.toml")?
-        .parse()
-        .context("configs/references.toml")?;
+/// The results table: a row per config from its run's `metrics.json`, or, for a config not
+/// run here (`--only`), the row the README already has.
+fn results_table(
+    root: &Path,
+    configs: &[PathBuf],
+    runs: &Path,
+    readme: &str,
+) -> Result<String> {
+    let references = References::load(root)?;
     let mut out = String::from(
         "| config | model | parameters | epochs | seconds / epoch | train images/s | test accuracy | reference |\n|---|---|---:|---:|---:|---:|---:|---|\n",
     );
     for config in configs {
-        let stem = stem(config);
-        let path = runs.join(&stem).join("metrics.json");
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let shown = config.strip_prefix(root).unwrap_or(config).display().to_string();
+        let run = runs.join(stem(config));
+        if !run.join(METRICS_FILE).exists() {
+            let earlier = format!("| `{shown}` |");
+            if let Some(line) = readme.lines().find(|l| l.starts_with(&earlier)) {
+                out += line;
+                out.push('\n');
+            }
             continue;
-        };
-        let m: Value =
-            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
-        let epochs = m["epoch_seconds"].as_array().map_or(0, |e| e.len());
-        let per_epoch = super::mean_epoch_seconds(&m);
-        let reference = references.get("fashion-mnist").and_then(|t| t.get(&stem));
-        let reference = match reference {
-            Some(r) => match r.get("accuracy").and_then(|a| a.as_float()) {
-                Some(a) => format!(
-                    "{a:.4}: {}",
-                    r.get("source").and_then(|s| s.as_str()).unwrap_or("")
-                ),
-                None => r
-                    .get("source")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("-")
-                    .to_string(),
-            },
-            None => "-".into(),
-        };
-        let knn_seconds = m["test_seconds"].as_f64().filter(|_| m["model"] == "knn");
+        }
+        let m: Metrics = zoo::run_dir::load_json(&run, METRICS_FILE)?;
+        // kNN has no epochs: its time is the whole test split's prediction.
+        let per_epoch = m.mean_epoch_seconds().map_or_else(
+            || format!("test split in {:.1}", m.test_seconds),
+            |s| format!("{s:.2}"),
+        );
         out += &format!(
-            "| `{}` | {} | {} | {} | {} | {} | **{:.4}** | {} |\n",
-            config.strip_prefix(root).unwrap_or(config).display(),
-            m["model"].as_str().unwrap_or("?"),
-            m["params"]
-                .as_u64()
-                .map_or("-".into(), |p| zoo::summary::group_digits(p as usize)),
-            if epochs == 0 {
+            "| `{shown}` | {} | {} | {} | {per_epoch} | {} | **{:.4}** | {} |\n",
+            m.model,
+            group_digits(m.params),
+            if m.epochs == 0 {
                 "-".into()
             } else {
-                epochs.to_string()
+                m.epochs.to_string()
             },
-            per_epoch.map_or_else(
-                || knn_seconds.map_or("-".into(), |s| format!("test split in {s:.1}")),
-                |s| format!("{s:.2}")
-            ),
-            m["train_samples_per_second"]
-                .as_f64()
+            Some(m.train_samples_per_second)
                 .filter(|v| *v > 0.0)
                 .map_or("-".into(), |v| format!("{v:.0}")),
-            m["test"]["accuracy"].as_f64().unwrap_or(f64::NAN),
-            reference
+            m.test.accuracy,
+            references.get(&m.dataset, &stem(config)).describe()
         );
     }
     Ok(out)
@@ -138,38 +125,36 @@ fn results_table(root: &Path, configs: &[PathBuf], runs: &Path) -> Result<String
 /// How the README's samples start.
 const SAMPLE_PROMPT: &str = "The ";
 
-/// The character models' validation scores against the unigram baseline, and a sample.
+/// The character models' validation scores against the unigram baseline, and a sample;
+/// `None` when none of them has a run.
 fn language_model_table(
     root: &Path,
     zoo: &Path,
     configs: &[PathBuf],
     runs: &Path,
-) -> Result<String> {
+) -> Result<Option<String>> {
     let mut out = String::from(
         "| config | parameters | epochs | seconds / epoch | train characters/s | validation bits/char | unigram bits/char | perplexity | next-character accuracy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut samples = String::new();
     for config in configs {
-        let path = runs.join(stem(config)).join("metrics.json");
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let run = runs.join(stem(config));
+        if !run.join(METRICS_FILE).exists() {
             continue;
-        };
-        let m: Value =
-            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
-        let seconds = super::mean_epoch_seconds(&m).unwrap_or(0.0);
-        let v = &m["validation"];
+        }
+        let m: LmMetrics = zoo::run_dir::load_json(&run, METRICS_FILE)?;
+        let v = &m.validation;
         out += &format!(
-            "| `{}` | {} | {} | {seconds:.1} | {:.0} | **{:.3}** | {:.3} | {:.2} | {:.4} |\n",
+            "| `{}` | {} | {} | {:.1} | {:.0} | **{:.3}** | {:.3} | {:.2} | {:.4} |\n",
             config.strip_prefix(root).unwrap_or(config).display(),
-            m["params"]
-                .as_u64()
-                .map_or("-".into(), |p| zoo::summary::group_digits(p as usize)),
-            m["epochs"],
-            m["train_chars_per_second"].as_f64().unwrap_or(0.0),
-            v["bits_per_char"].as_f64().unwrap_or(f64::NAN),
-            m["unigram_bits_per_char"].as_f64().unwrap_or(f64::NAN),
-            v["perplexity"].as_f64().unwrap_or(f64::NAN),
-            v["accuracy"].as_f64().unwrap_or(f64::NAN),
+            group_digits(m.params),
+            m.epochs,
+            m.mean_epoch_seconds().unwrap_or(0.0),
+            m.train_chars_per_second,
+            v.bits_per_char,
+            m.unigram_bits_per_char,
+            v.perplexity,
+            v.accuracy,
         );
         let sample = Command::new(zoo)
             .arg("sample")
@@ -199,5 +184,5 @@ fn language_model_table(
             String::from_utf8_lossy(&sample.stdout).trim_end()
         );
     }
-    Ok(out + &samples)
+    Ok((!samples.is_empty()).then(|| out + &samples))
 }

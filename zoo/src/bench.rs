@@ -1,21 +1,22 @@
-//! Throughput of one config on one backend: the data loader alone, training steps and
-//! inference, in images per second, plus the process's peak resident memory. `cargo xtask
-//! bench` runs this once per config and backend, each in its own process.
+//! Throughput of one config on one backend: the data loader alone, training steps (the very
+//! step `zoo train` takes: `train::train_step` on the image task, auxiliary heads, penalties
+//! and augmentation included) and inference, in images per second, plus the process's peak
+//! resident memory. `cargo xtask bench` runs this once per config and backend, each in its
+//! own process.
 
 use std::time::Instant;
 
 use burn::data::dataloader::DataLoaderBuilder;
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::config::Experiment;
 use crate::data::prepare;
-use crate::eval::evaluate_on;
+use crate::eval::{evaluate_on, ImageTask};
 use crate::models::{ImageClassifier, ModelConfig};
-use crate::run::fit_knn;
-use crate::train::build_optimizer;
+use crate::run::image_model;
+use crate::train::{optimizer, train_step};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchResult {
@@ -42,9 +43,11 @@ pub fn bench(
     warmup: usize,
     steps: usize,
 ) -> anyhow::Result<BenchResult> {
-    if let ModelConfig::CharLm(_) = exp.model {
-        anyhow::bail!("zoo bench measures image models; a char-lm run reports its characters per second in metrics.json");
-    }
+    let config = match &exp.model {
+        ModelConfig::CharLm(_) => anyhow::bail!("zoo bench measures image models; a char-lm run reports its characters per second in metrics.json"),
+        ModelConfig::Knn(knn) => Err(knn),
+        ModelConfig::Image(config) => Ok(config),
+    };
     let data = prepare(&exp.data, None)?;
     let device = backend.device();
     let batch_size = exp.data.batch_size;
@@ -67,8 +70,10 @@ pub fn bench(
     device.sync().ok();
     let loader_rate = images as f64 / started.elapsed().as_secs_f64();
 
-    if let ModelConfig::Knn(knn) = &exp.model {
-        let model = fit_knn(knn, &data, &device);
+    let config = match config {
+        Ok(config) => config,
+        Err(knn) => {
+        let model = knn.fit_on(&data, &device);
         let started = Instant::now();
         let evaluation = evaluate_on(&model, &data, &data.test, exp.data.eval_batch_size, &device);
         let seconds = started.elapsed().as_secs_f64();
@@ -83,13 +88,19 @@ pub fn bench(
             test_prediction_seconds: Some(seconds),
             peak_memory_mib: peak_memory_mib(),
         });
-    }
+        }
+    };
 
+    // As `Trainer::fit` does: the model on the autodiff device in training mode, the
+    // training loader (augmentation included), one `train_step` per batch.
     let ad = device.clone().autodiff();
     ad.seed(exp.train.seed);
-    let mut model = exp.model.init(&data.input, &ad);
-    let mut optim = build_optimizer(&exp.train);
-    let batches: Vec<_> = loader(&data.train, batch_size, &ad)
+    let (model, _) = image_model(config, exp, &device)?;
+    let mut model = model.fork(&device).train();
+    let mut optim = optimizer(&exp.train);
+    let task = ImageTask { data: &data };
+    let batches: Vec<_> = task
+        .train_loader(batch_size, exp.train.seed, &ad)
         .iter()
         .take(warmup + steps)
         .map(|b| b.expect("in-memory"))
@@ -100,10 +111,7 @@ pub fn bench(
             ad.sync().ok();
             started = Instant::now();
         }
-        let logits = model.logits(batch.images);
-        let loss = model.loss(logits, batch.targets);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(exp.train.lr, model, grads);
+        (model, _) = train_step(model, &mut optim, &task, batch, &exp.train, exp.train.lr);
     }
     ad.sync().ok();
     let train_rate = (steps * batch_size) as f64 / started.elapsed().as_secs_f64();

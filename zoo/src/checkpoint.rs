@@ -1,8 +1,64 @@
-//! Checkpoints: `<run>/checkpoints/epoch-NNNN/{model.bpk, optim.bpk, state.json}`. Each is
+//! Weights on disk: a module as burnpack bytes and back, and checkpoints,
+//! `<run>/checkpoints/epoch-NNNN/{model.bpk, optim.bpk, state.json}`. Each checkpoint is
 //! written into a `.partial` directory that is renamed into place only once complete, so a
 //! crash leaves either the previous checkpoint or the new one, never a broken one.
 
 use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
+
+/// Weights that could not be read into a model.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct WeightsError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// A module's weights as burnpack bytes.
+pub fn module_bytes<M: Module>(model: &M) -> Result<Vec<u8>, String> {
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| e.to_string())?;
+    Ok(bytes.to_vec())
+}
+
+/// Loads burnpack weights from `path` into `model` (keeping its device).
+pub fn load_module<M: Module>(model: M, path: &Path) -> Result<M, WeightsError> {
+    let fail = |message: String| WeightsError {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let record =
+        ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| fail(e.to_string()))?;
+    model
+        .try_load_record(record)
+        .map_err(|e| fail(format!("does not match this model: {e}")))
+}
+
+/// A fingerprint of every float parameter and buffer of a module, in visiting order
+/// (FNV-1a over the f32 bits, as 16 hex digits): two runs with equal digests ended with the
+/// same weights. Burnpack files cannot tell that, since they also hold per-run parameter ids.
+pub fn weights_digest<M: Module>(model: &M) -> String {
+    struct Fnv(u64);
+    impl ModuleVisitor for Fnv {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let values = param.val().try_into_vec_as::<f32>().expect("float parameters");
+            for byte in values.iter().flat_map(|v| v.to_bits().to_le_bytes()) {
+                self.0 = (self.0 ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+    let mut fnv = Fnv(0xcbf2_9ce4_8422_2325);
+    model.visit(&mut fnv);
+    format!("{:016x}", fnv.0)
+}
 
 /// How many completed checkpoints to keep (the newest).
 const KEEP: usize = 2;

@@ -7,11 +7,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::backend::Backend;
 use crate::config::{Experiment, Override};
-use crate::data::cross_validation_folds;
-use crate::eval::evaluate_on;
+use crate::data::{cross_validation_folds, PreparedData};
+use crate::eval::{evaluate_on, ImageTask};
 use crate::models::ModelConfig;
-use crate::run::fit_knn;
-use crate::train::{ImageTask, Trainer};
+use crate::run::image_model;
 
 /// One swept setting and its validation accuracy on each fold.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -89,33 +88,32 @@ pub fn cross_validate(
         } else {
             setting
         };
-        if let ModelConfig::CharLm(_) = exp.model {
-            bail!(
+        // The validation accuracy of one fold's model, trained (or fitted) on the others.
+        let score: Box<dyn Fn(&PreparedData) -> Result<f64>> = match &exp.model {
+            ModelConfig::CharLm(_) => bail!(
                 "zoo cv cross-validates image models; the char-lm is scored on its held-out text"
-            );
-        }
+            ),
+            ModelConfig::Knn(knn) => Box::new(|data| {
+                let model = knn.fit_on(data, &device);
+                let batch = exp.data.eval_batch_size;
+                Ok(evaluate_on(&model, data, &data.val, batch, &device).accuracy)
+            }),
+            ModelConfig::Image(config) => Box::new(|data| {
+                let scratch = tempfile::tempdir().context("cannot create a scratch run directory")?;
+                device.seed(exp.train.seed);
+                let (model, _) = image_model(config, &exp, &device)?;
+                let outcome = exp.trainer(scratch.path(), device.clone()).fit(
+                    model,
+                    &ImageTask { data },
+                    false,
+                )?;
+                Ok(outcome.state.history.last().map_or(0.0, |r| r.val_accuracy))
+            }),
+        };
         let splits = cross_validation_folds(&exp.data, folds).context("cannot load the dataset")?;
         let mut accuracies = Vec::new();
         for (fold, data) in splits.iter().enumerate() {
-            let accuracy = match &exp.model {
-                ModelConfig::Knn(knn) => {
-                    let model = fit_knn(knn, data, &device);
-                    evaluate_on(&model, data, &data.val, exp.data.eval_batch_size, &device).accuracy
-                }
-                ModelConfig::CharLm(_) => unreachable!("refused above"),
-                _ => {
-                    let scratch =
-                        tempfile::tempdir().context("cannot create a scratch run directory")?;
-                    device.seed(exp.train.seed);
-                    let trainer = Trainer::for_experiment(&exp, scratch.path(), device.clone());
-                    let outcome = trainer.fit(
-                        exp.model.init(&data.input, &device),
-                        &ImageTask { data },
-                        false,
-                    )?;
-                    outcome.state.history.last().map_or(0.0, |r| r.val_accuracy)
-                }
-            };
+            let accuracy = score(data)?;
             eprintln!(
                 "{setting}: fold {}/{folds}: validation accuracy {accuracy:.4}",
                 fold + 1

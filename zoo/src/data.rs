@@ -1,16 +1,177 @@
-//! From `[data]` to the three splits the trainer needs, with the standardization fitted on
-//! the training split and saved with the run.
+//! `[data]`: the experiment's data section, and from it the three splits the trainer needs,
+//! with the standardization fitted on the training split and saved with the run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datasets::images::{kfold_split, train_val_split};
 use datasets::{
-    Augmentation, DataError, ImageBatcher, ImageDataset, ImageSet, Split, Standardization,
+    Augmentation, DataError, DatasetKind, ImageBatcher, ImageDataset, ImageSet, Split,
+    Standardization,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::config::{DataConfig, Normalize};
-use crate::models::ModelInput;
+use crate::input::ModelInput;
+use crate::invalid::{positive, Invalid};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// fashion-mnist, mnist, kmnist, cifar10 or cifar100.
+    pub dataset: DatasetKind,
+    /// Directory of the dataset's files; defaults to the system package's directory.
+    pub dir: Option<PathBuf>,
+    /// Images carved out of the training set for validation.
+    pub val_size: usize,
+    /// Seed of the train/validation split (independent of the training seed).
+    pub split_seed: u64,
+    pub normalize: Normalize,
+    pub batch_size: usize,
+    /// Batch size for validation and test passes (no gradients, so it can be larger).
+    pub eval_batch_size: usize,
+    /// Use only the first N training images (quick runs and tests); all when absent.
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images; all when absent.
+    pub test_limit: Option<usize>,
+    /// A UTF-8 text file, for the character-level language model.
+    pub text: Option<PathBuf>,
+    /// Characters per training window (the truncated-backpropagation length), for text.
+    pub seq_len: usize,
+    /// The last fraction of a text kept for validation.
+    pub val_fraction: f64,
+    /// Keep only these classes, relabeled 0, 1, ... in this order (e.g. [0, 6]: T-shirt vs shirt).
+    pub classes: Option<Vec<u8>>,
+    /// A two-class task: this class (label 1) against all the others (label 0).
+    pub one_vs_rest: Option<u8>,
+    /// Bilinear resize of every image (all splits) to this side, e.g. 32 for 28x28 inputs.
+    pub resize: Option<usize>,
+    /// Random transforms of training batches (`[data.augment]`), seeded per epoch.
+    pub augment: datasets::Augmentation,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetKind::FashionMnist,
+            dir: None,
+            val_size: 5000,
+            split_seed: 0,
+            normalize: Normalize::Standardize,
+            batch_size: 64,
+            eval_batch_size: 1000,
+            train_limit: None,
+            test_limit: None,
+            text: None,
+            seq_len: 100,
+            val_fraction: 0.1,
+            classes: None,
+            one_vs_rest: None,
+            resize: None,
+            augment: datasets::Augmentation::default(),
+        }
+    }
+}
+
+impl DataConfig {
+    /// The directory to read: the configured one, else the dataset's system directory.
+    pub fn resolved_dir(&self) -> Option<PathBuf> {
+        self.dir
+            .clone()
+            .or_else(|| self.dataset.default_dir().map(PathBuf::from))
+    }
+
+    pub fn validate(&self) -> Result<(), Invalid> {
+        positive("batch_size", self.batch_size)?;
+        positive("eval_batch_size", self.eval_batch_size)?;
+        if self.resolved_dir().is_none() && self.dataset != DatasetKind::Imagenet {
+            return Err(Invalid::new(
+                "dir",
+                format!(
+                    "{} has no default directory; set data.dir or pass --data-dir",
+                    self.dataset.name()
+                ),
+            ));
+        }
+        if let Some(n) = self.train_limit {
+            positive("train_limit", n)?;
+            if self.val_size >= n {
+                return Err(Invalid::new(
+                    "val_size",
+                    format!(
+                        "expected fewer than data.train_limit = {n} images, got {}",
+                        self.val_size
+                    ),
+                ));
+            }
+        }
+        if let Some(n) = self.test_limit {
+            positive("test_limit", n)?;
+        }
+        if let Some(side) = self.resize {
+            positive("resize", side)?;
+        }
+        self.augment
+            .validate()
+            .map_err(|(key, message)| Invalid::new(key, message).within("augment"))?;
+        positive("seq_len", self.seq_len)?;
+        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+            return Err(Invalid::new(
+                "val_fraction",
+                format!("expected a number in (0, 1), got {}", self.val_fraction),
+            ));
+        }
+        let (_, _, _, dataset_classes) = self.dataset.shape();
+        let out_of_range = |c: u8| c as usize >= dataset_classes;
+        if let Some(classes) = &self.classes {
+            if self.one_vs_rest.is_some() {
+                return Err(Invalid::new(
+                    "one_vs_rest",
+                    "set data.classes or data.one_vs_rest, not both",
+                ));
+            }
+            if classes.len() < 2 {
+                return Err(Invalid::new(
+                    "classes",
+                    format!("expected at least two classes, got {classes:?}"),
+                ));
+            }
+            if let Some(i) = classes.iter().position(|&c| out_of_range(c)) {
+                return Err(Invalid::new(
+                    format!("classes[{i}]"),
+                    format!(
+                        "expected a class below {dataset_classes}, got {}",
+                        classes[i]
+                    ),
+                ));
+            }
+            if let Some(i) = (1..classes.len()).find(|&i| classes[..i].contains(&classes[i])) {
+                return Err(Invalid::new(
+                    format!("classes[{i}]"),
+                    format!("class {} is listed twice", classes[i]),
+                ));
+            }
+        }
+        if let Some(c) = self.one_vs_rest {
+            if out_of_range(c) {
+                return Err(Invalid::new(
+                    "one_vs_rest",
+                    format!("expected a class below {dataset_classes}, got {c}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How pixels are scaled before they reach the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Normalize {
+    /// Per-channel mean and standard deviation of the training split.
+    Standardize,
+    /// Pixels scaled to [0, 1] only.
+    None,
+}
 
 /// Train, validation and test splits of one dataset, ready for loaders.
 pub struct PreparedData {

@@ -1,13 +1,17 @@
-//! Evaluation on a held-out split: loss, top-1 and top-5 accuracy, per-class accuracy and the
-//! confusion matrix (rows: true class, columns: predicted class).
+//! Image classification on a split: evaluation (loss, top-1 and top-5 accuracy, per-class
+//! accuracy and the confusion matrix, rows: true class, columns: predicted class), and the
+//! training task the shared trainer runs for any image classifier.
 
-use burn::data::dataloader::DataLoaderBuilder;
+use std::sync::Arc;
+
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::prelude::*;
-use datasets::{ImageBatcher, ImageDataset};
+use datasets::{ImageBatch, ImageBatcher, ImageDataset};
 use serde::{Deserialize, Serialize};
 
 use crate::data::PreparedData;
 use crate::models::ImageClassifier;
+use crate::train::{BatchLoss, Task, Validation};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
@@ -76,6 +80,70 @@ pub fn evaluate_on<M: ImageClassifier>(
         device,
     )
 }
+
+/// Image classification: any `ImageClassifier` on a `PreparedData`.
+pub struct ImageTask<'a> {
+    pub data: &'a PreparedData,
+}
+
+impl ImageTask<'_> {
+    /// The training split, augmented and shuffled with `seed`, in batches on `device`.
+    pub fn train_loader(
+        &self,
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Arc<dyn DataLoader<ImageBatch>> {
+        let batcher = self.data.batcher.augmented(&self.data.augmentation, seed);
+        DataLoaderBuilder::new(batcher)
+            .batch_size(batch_size)
+            .shuffle(seed)
+            .set_device(device.clone())
+            .build(self.data.train.clone())
+    }
+}
+
+impl<M: ImageClassifier> Task<M> for ImageTask<'_> {
+    type Batch = ImageBatch;
+
+    fn train_loader(
+        &self,
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Arc<dyn DataLoader<ImageBatch>> {
+        ImageTask::train_loader(self, batch_size, seed, device)
+    }
+
+    fn batch_loss(&self, model: &M, batch: ImageBatch) -> BatchLoss {
+        let n = batch.targets.dims()[0];
+        let (logits, loss) = model.training_loss(batch.images, batch.targets.clone());
+        let correct = logits
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .equal(batch.targets)
+            .int()
+            .sum()
+            .into_scalar::<i64>();
+        BatchLoss {
+            loss,
+            predictions: n,
+            correct: correct as usize,
+            examples: n,
+        }
+    }
+
+    fn validate(&self, model: &M, batch_size: usize, device: &Device) -> Validation {
+        let data = self.data;
+        let e = evaluate_on(model, data, &data.val, batch_size, device);
+        Validation {
+            loss: e.loss.expect("trained models define a loss"),
+            accuracy: e.accuracy,
+            top5: e.top5,
+        }
+    }
+}
+
 
 /// The arg-max of `scores` and the rank of `target` among them (0 = best; ties favour the
 /// lower class index, as arg-max does).

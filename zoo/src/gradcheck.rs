@@ -57,8 +57,8 @@ pub fn max_relative_error(analytic: &[f64], numeric: &[f64]) -> f64 {
 mod tests {
     use super::*;
     use crate::models::{
-        lenet::PoolKind, mlp::ActivationKind, ImageClassifier, LeNet5Config, ModelConfig,
-        ModelInput,
+        lenet::{LeNet5, PoolKind}, mlp::ActivationKind, ImageClassifier, ImageFamily, LeNet5Config,
+        ModelInput, NetBuilder,
     };
     use burn::tensor::Distribution;
 
@@ -85,18 +85,19 @@ mod tests {
             width: 28,
             num_classes: 10,
         };
-        let config = ModelConfig::LeNet5(LeNet5Config {
+        let config = LeNet5Config {
             activation: ActivationKind::Tanh,
             pooling: PoolKind::Avg,
             conv1_padding: None,
-        });
+        };
         let images = Tensor::<4>::random([2, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
-        let loss = |model: &crate::models::Model, x: Tensor<4>| {
+        let loss = |model: &LeNet5, x: Tensor<4>| {
             let targets =
                 Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 7], [2]), &x.device());
             model.loss(model.logits(x), targets)
         };
-        let ad_model = config.init(&input, &device.clone().autodiff());
+        let ad = device.clone().autodiff();
+        let ad_model = config.build(&input, &mut NetBuilder::new(&input.map(), &ad));
         let plain_model = ad_model.valid();
         let analytic = autodiff_gradient(|x| loss(&ad_model, x), &images);
         let numeric = numerical_gradient(

@@ -1,9 +1,16 @@
 //! zoo: the textbook's neural networks, built from TOML experiment files on Burn, trained
 //! and evaluated by one shared trainer on any backend.
 //!
-//! The way an experiment travels: `config` (parse, validate, `--set`) -> `data` (splits,
-//! standardization) and `models` (one file per family) -> `train` (the shared loop,
-//! checkpoints) -> `eval` (test metrics) -> the run directory, all driven by `run`.
+//! The modules in layers, each importing only from the layers before it:
+//! 1. leaves: `invalid` (validation errors), `input` (what data hands a model), `fsutil`,
+//!    `backend`, `summary` (the notes' per-layer table);
+//! 2. data: `data` (`[data]`, splits, standardization), `text` (corpus, vocabulary, windows);
+//! 3. models: `losses`, `models` (the registry, one file per family);
+//! 4. training: `schedule`, `checkpoint` (weights on disk), `train` (the shared trainer, which
+//!    knows no model), `eval` (image classification as a task and its evaluation);
+//! 5. `config`: the one module that assembles an experiment from the sections above;
+//! 6. runs: `run_dir` (a run directory's files), `run` (image runs), `lm` (char-lm runs),
+//!    `cv`, `bench`; the binary's `main` drives them.
 
 pub mod backend;
 pub mod bench;
@@ -13,11 +20,15 @@ pub mod cv;
 pub mod data;
 pub mod eval;
 pub mod fsutil;
-pub mod gradcheck;
+#[cfg(test)]
+mod gradcheck;
+pub mod input;
+pub mod invalid;
 pub mod lm;
 pub mod losses;
 pub mod models;
 pub mod run;
+pub mod run_dir;
 pub mod schedule;
 pub mod summary;
 pub mod text;

@@ -1,77 +1,32 @@
 //! Runs of the character-level language model: train on a text file (checkpoints and resume
 //! as for every model), report cross-entropy, bits per character and perplexity against
-//! the unigram baseline, and sample text from a trained run.
+//! the unigram baseline, and sample text from a trained run. The vocabulary is learned here,
+//! when the text is read, and saved with the run.
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::module::Module;
 use burn::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
+use crate::checkpoint::weights_digest;
 use crate::config::Experiment;
-use crate::fsutil::write_atomic;
-use crate::models::{CharLm, CharLmConfig};
-use crate::run::{
-    load_run_config, prepare_run_dir, save_json, summarize, CONFIG_FILE, METRICS_FILE, MODEL_FILE,
-};
-use crate::text::{Corpus, TextTask, Vocabulary};
-use crate::train::{load_module, module_bytes, EpochRecord, Task, Trainer};
+use crate::models::{cross_entropy, CharLm, CharLmConfig, ModelConfig};
+use crate::run_dir::{self, LmMetrics, LmScores, METRICS_FILE, VOCAB_FILE};
+use crate::summary::{group_digits, Summary};
+use crate::text::{Corpus, TextBatch, TextBatcher, Vocabulary, Windows};
+use crate::train::{BatchLoss, Task, Validation};
 
-pub const VOCAB_FILE: &str = "vocab.json";
-
-/// `metrics.json` of a language-model run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LmMetrics {
-    pub model: String,
-    pub text: String,
-    pub backend: String,
-    pub params: usize,
-    pub vocabulary: usize,
-    pub epochs: usize,
-    pub epoch_seconds: Vec<f64>,
-    /// Training characters predicted per second.
-    pub train_chars_per_second: f64,
-    pub history: Vec<EpochRecord>,
-    pub validation: LmScores,
-    /// The unigram model's bits per character on the same validation text: the baseline.
-    pub unigram_bits_per_char: f64,
-    /// 300 characters sampled at temperature 0.8 after training, from the validation text's start.
-    pub sample: String,
-}
-
-/// A language model's scores on held-out text.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LmScores {
-    /// Mean cross-entropy, nats per character.
-    pub loss: f64,
-    pub bits_per_char: f64,
-    pub perplexity: f64,
-    /// Next-character accuracy and top-5 accuracy.
-    pub accuracy: f64,
-    pub top5: f64,
-}
-
-impl LmScores {
-    /// One line for the terminal, beside the unigram baseline.
-    pub fn report(&self, unigram_bits_per_char: f64) -> String {
-        format!(
-            "validation: {:.4} nats/char = {:.3} bits/char (unigram baseline {unigram_bits_per_char:.3}), perplexity {:.2}, next-character accuracy {:.4}, top-5 {:.4}",
-            self.loss, self.bits_per_char, self.perplexity, self.accuracy, self.top5
-        )
-    }
-
-    fn from_loss(loss: f64, accuracy: f64, top5: f64) -> Self {
-        Self {
-            loss,
-            bits_per_char: loss / std::f64::consts::LN_2,
-            perplexity: loss.exp(),
-            accuracy,
-            top5,
-        }
+/// The char-lm config of `exp` (which the caller has matched on).
+fn lm_config(exp: &Experiment) -> Result<&CharLmConfig> {
+    match &exp.model {
+        ModelConfig::CharLm(config) => Ok(config),
+        other => bail!("a char-lm config was expected, got a {} config", other.kind()),
     }
 }
 
@@ -82,41 +37,45 @@ fn text_path(exp: &Experiment) -> &Path {
         .expect("validated: a char-lm config names its text")
 }
 
-/// Trains the char-lm `config` of `exp` into its run directory.
-pub fn train(
-    exp: &Experiment,
-    config: &CharLmConfig,
-    backend: Backend,
-    resume: bool,
-) -> Result<LmMetrics> {
+/// Reads the experiment's text (`data.text`), learning its vocabulary.
+fn corpus(exp: &Experiment) -> Result<Corpus> {
+    Corpus::load(text_path(exp), exp.data.val_fraction, exp.data.seq_len)
+        .map_err(|e| anyhow::anyhow!("data.text: {e}"))
+}
+
+/// The model with fresh weights and its table, for the experiment's text.
+pub fn build(exp: &Experiment, device: &Device) -> Result<(CharLm, Summary)> {
+    let vocab = corpus(exp)?.vocab.len();
+    Ok(lm_config(exp)?.build(vocab, exp.data.seq_len, device))
+}
+
+/// Trains the char-lm of `exp` into its run directory.
+pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<LmMetrics> {
+    let config = lm_config(exp)?;
     let run_dir = exp.run_dir();
-    prepare_run_dir(exp, &run_dir, resume)?;
-    let corpus = Corpus::load(text_path(exp), exp.data.val_fraction, exp.data.seq_len)?;
-    save_json(&run_dir.join(VOCAB_FILE), &corpus.vocab)?;
-    write_atomic(&run_dir.join(CONFIG_FILE), exp.to_toml().as_bytes())
-        .with_context(|| format!("cannot write {}", run_dir.join(CONFIG_FILE).display()))?;
-    let summary = summarize(exp);
+    run_dir::prepare(exp, &run_dir, resume)?;
+    let corpus = corpus(exp)?;
+    run_dir::save_json(&run_dir, VOCAB_FILE, &corpus.vocab)?;
     let unigram = corpus.unigram_bits_per_char();
+    let device = backend.device();
+    device.seed(exp.train.seed);
+    let (model, summary) = config.build(corpus.vocab.len(), exp.data.seq_len, &device);
     eprintln!(
         "training char-lm ({} parameters) on {} with {backend}: {} training / {} validation characters, {} distinct; unigram baseline {unigram:.3} bits/char",
-        crate::summary::group_digits(summary.total_params),
+        group_digits(summary.total_params),
         text_path(exp).display(),
         corpus.train.len(),
         corpus.val.len(),
         corpus.vocab.len(),
     );
-    let device = backend.device();
-    device.seed(exp.train.seed);
-    let model = config.init(corpus.vocab.len(), &device);
     let task = TextTask {
         corpus,
         seq_len: exp.data.seq_len,
     };
-    let outcome =
-        Trainer::for_experiment(exp, &run_dir, device.clone()).fit(model, &task, resume)?;
-    let model_bytes = module_bytes(&outcome.model).map_err(anyhow::Error::msg)?;
-    write_atomic(&run_dir.join(MODEL_FILE), &model_bytes)
-        .with_context(|| format!("cannot write {}", run_dir.join(MODEL_FILE).display()))?;
+    let outcome = exp
+        .trainer(&run_dir, device.clone())
+        .fit(model, &task, resume)?;
+    run_dir::save_model(&run_dir, &outcome.model)?;
 
     let val = task.validate(&outcome.model, exp.data.eval_batch_size, &device);
     let prompt: String = task
@@ -140,7 +99,7 @@ pub fn train(
         outcome.state.train_examples_per_second() * exp.data.seq_len as f64;
     let history = outcome.state.history;
     let metrics = LmMetrics {
-        model: "char-lm".into(),
+        model: CharLmConfig::KIND.into(),
         text: text_path(exp).display().to_string(),
         backend: backend.name().into(),
         params: summary.total_params,
@@ -152,8 +111,9 @@ pub fn train(
         validation: LmScores::from_loss(val.loss, val.accuracy, val.top5),
         unigram_bits_per_char: unigram,
         sample,
+        weights_digest: Some(weights_digest(&outcome.model)),
     };
-    save_json(&run_dir.join(METRICS_FILE), &metrics)?;
+    run_dir::save_json(&run_dir, METRICS_FILE, &metrics)?;
     println!(
         "{}",
         metrics.validation.report(metrics.unigram_bits_per_char)
@@ -165,25 +125,17 @@ pub fn train(
 
 /// The trained model and vocabulary of a char-lm run.
 fn load_lm(run_dir: &Path, device: &Device) -> Result<(Experiment, CharLm, Vocabulary)> {
-    let exp = load_run_config(run_dir)?;
-    let crate::models::ModelConfig::CharLm(config) = &exp.model else {
+    let exp = run_dir::load_config(run_dir)?;
+    let ModelConfig::CharLm(config) = &exp.model else {
         bail!(
             "{} is a {} run; `zoo sample` needs a char-lm run",
             run_dir.display(),
             exp.model.kind()
         );
     };
-    let vocab_path = run_dir.join(VOCAB_FILE);
-    let vocab: Vocabulary = serde_json::from_str(
-        &std::fs::read_to_string(&vocab_path)
-            .with_context(|| format!("cannot read {}", vocab_path.display()))?,
-    )
-    .with_context(|| format!("{}: not a vocabulary", vocab_path.display()))?;
-    let model_path = run_dir.join(MODEL_FILE);
-    if !model_path.exists() {
-        bail!("{} has no trained model yet ({MODEL_FILE}); finish the run with `zoo train CONFIG --resume`", run_dir.display());
-    }
-    let model = load_module(config.init(vocab.len(), device), &model_path)?;
+    let vocab: Vocabulary = run_dir::load_json(run_dir, VOCAB_FILE)?;
+    let (model, _) = config.build(vocab.len(), exp.data.seq_len, device);
+    let model = run_dir::load_model(run_dir, model)?;
     Ok((exp, model, vocab))
 }
 
@@ -191,7 +143,7 @@ fn load_lm(run_dir: &Path, device: &Device) -> Result<(Experiment, CharLm, Vocab
 pub fn eval(run_dir: &Path, backend: Backend) -> Result<LmScores> {
     let device = backend.device();
     let (exp, model, vocab) = load_lm(run_dir, &device)?;
-    let corpus = Corpus::load(text_path(&exp), exp.data.val_fraction, exp.data.seq_len)?;
+    let corpus = corpus(&exp)?;
     if corpus.vocab != vocab {
         bail!(
             "{} changed since the run was trained (its characters differ from {VOCAB_FILE})",
@@ -286,4 +238,114 @@ fn draw(scores: &[f32], temperature: f64, rng: &mut StdRng) -> usize {
         u -= w;
     }
     weights.len() - 1
+}
+
+/// Next-character prediction: the language model's training task.
+pub struct TextTask {
+    pub corpus: Corpus,
+    pub seq_len: usize,
+}
+
+impl TextTask {
+    fn loader(
+        &self,
+        ids: &Arc<Vec<u32>>,
+        stride: usize,
+        batch_size: usize,
+        seed: Option<u64>,
+        device: &Device,
+    ) -> Arc<dyn DataLoader<TextBatch>> {
+        let builder = DataLoaderBuilder::new(TextBatcher)
+            .batch_size(batch_size)
+            .set_device(device.clone());
+        let builder = match seed {
+            Some(seed) => builder.shuffle(seed),
+            None => builder,
+        };
+        builder.build(Windows::new(ids.clone(), self.seq_len, stride))
+    }
+
+    /// Mean cross-entropy (nats per character), accuracy and top-5 accuracy of next-character
+    /// predictions over `batch`, plus the number of predictions.
+    fn score(model: &CharLm, batch: TextBatch) -> (Tensor<1>, Tensor<2>, Tensor<1, Int>) {
+        let [b, t] = batch.inputs.dims();
+        let logits = model.forward(batch.inputs); // [b, t, vocab]
+        let vocab = logits.dims()[2];
+        let logits = logits.reshape([b * t, vocab]);
+        let targets = batch.targets.reshape([b * t]);
+        let loss = cross_entropy(logits.clone(), targets.clone());
+        (loss, logits, targets)
+    }
+}
+
+impl Task<CharLm> for TextTask {
+    type Batch = TextBatch;
+
+    fn train_loader(
+        &self,
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Arc<dyn DataLoader<TextBatch>> {
+        // Windows start every half window: each character is seen in two contexts per epoch.
+        self.loader(
+            &self.corpus.train,
+            self.seq_len.div_ceil(2),
+            batch_size,
+            Some(seed),
+            device,
+        )
+    }
+
+    fn batch_loss(&self, model: &CharLm, batch: TextBatch) -> BatchLoss {
+        let examples = batch.inputs.dims()[0];
+        let (loss, logits, targets) = Self::score(model, batch);
+        let predictions = targets.dims()[0];
+        let correct = logits
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .equal(targets)
+            .int()
+            .sum()
+            .into_scalar::<i64>() as usize;
+        BatchLoss {
+            loss,
+            predictions,
+            correct,
+            examples,
+        }
+    }
+
+    fn validate(&self, model: &CharLm, batch_size: usize, device: &Device) -> Validation {
+        let (mut loss_sum, mut correct, mut top5, mut n) = (0f64, 0usize, 0usize, 0usize);
+        // Non-overlapping windows: every validation character is predicted once.
+        for batch in self
+            .loader(&self.corpus.val, self.seq_len, batch_size, None, device)
+            .iter()
+        {
+            let (loss, logits, targets) = Self::score(model, batch.expect("in-memory"));
+            let count = targets.dims()[0];
+            loss_sum += loss.into_scalar::<f64>() * count as f64;
+            let best5 = logits
+                .argsort_descending(1)
+                .narrow(1, 0, 5.min(self.corpus.vocab.len())); // [count, 5]
+            let hits = best5
+                .equal(
+                    targets
+                        .reshape([count, 1])
+                        .repeat_dim(1, 5.min(self.corpus.vocab.len()))
+                        .clone(),
+                )
+                .int();
+            correct += hits.clone().narrow(1, 0, 1).sum().into_scalar::<i64>() as usize;
+            top5 += hits.sum().into_scalar::<i64>() as usize;
+            n += count;
+        }
+        let n = n.max(1) as f64;
+        Validation {
+            loss: loss_sum / n,
+            accuracy: correct as f64 / n,
+            top5: top5 as f64 / n,
+        }
+    }
 }

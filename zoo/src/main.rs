@@ -230,7 +230,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Command::Summary { config, json } => {
-            let summary = run::summarize(&config.load(Vec::new())?);
+            let summary = run::summarize(&config.load(Vec::new())?)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
@@ -274,7 +274,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             zoo::lm::sample(&run_dir, &prompt, length, temperature, seed, backend)?;
         }
         Command::List => {
-            println!("model kinds: {}", ModelConfig::KINDS.join(", "));
+            println!("model kinds: {}", ModelConfig::kinds().join(", "));
             let dir = Path::new("configs");
             let dir = if dir.is_dir() {
                 dir.to_path_buf()

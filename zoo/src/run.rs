@@ -1,88 +1,108 @@
-//! What the CLI's subcommands do, as library calls: train a config into a run directory,
-//! re-evaluate a run, and describe a config.
+//! What the CLI's subcommands do for image models, as library calls: train a config into a
+//! run directory, re-evaluate a run, and describe a config. The char-lm's runs are in `lm`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use burn::data::dataloader::batcher::Batcher;
+use anyhow::{Context, Result};
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::prelude::*;
 use datasets::Standardization;
-use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
+use crate::checkpoint::weights_digest;
 use crate::config::Experiment;
-use crate::data::{self, PreparedData};
-use crate::eval::{evaluate, evaluate_on, Evaluation};
-use crate::fsutil::write_atomic;
-use crate::models::{KnnClassifier, KnnConfig, Model, ModelConfig};
-use crate::summary::Summary;
-use crate::train::{load_module, module_bytes, EpochRecord, ImageTask, Trainer};
+use crate::data::{self, image_input, PreparedData};
+use crate::eval::{evaluate, evaluate_on, Evaluation, ImageTask};
+use crate::models::{ImageModel, ImageModelConfig, ModelConfig};
+use crate::run_dir::{self, Metrics, METRICS_FILE, NORMALIZATION_FILE};
+use crate::summary::{group_digits, Summary};
 
-pub const CONFIG_FILE: &str = "config.toml";
-pub const NORMALIZATION_FILE: &str = "normalization.json";
-pub const MODEL_FILE: &str = "model.bpk";
-pub const METRICS_FILE: &str = "metrics.json";
-
-/// `metrics.json`: what a finished run measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Metrics {
-    pub model: String,
-    pub dataset: String,
-    pub backend: String,
-    /// Trainable parameters (batch-norm running statistics excluded).
-    pub params: usize,
-    pub buffers: usize,
-    pub macs_per_example: usize,
-    pub epochs: usize,
-    pub stopped_early: bool,
-    pub epoch_seconds: Vec<f64>,
-    pub train_samples_per_second: f64,
-    pub history: Vec<EpochRecord>,
-    pub class_names: Vec<String>,
-    /// Seconds the test-set evaluation took (for kNN: the whole prediction).
-    pub test_seconds: f64,
-    /// The validation split's evaluation where no epoch history carries it (kNN).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub validation: Option<Evaluation>,
-    pub test: Evaluation,
+/// The summary of a config's model at the input its data implies (for the char-lm, this
+/// reads its text to learn the vocabulary).
+pub fn summarize(exp: &Experiment) -> Result<Summary> {
+    let input = image_input(&exp.data);
+    Ok(match &exp.model {
+        ModelConfig::Image(config) => image_model(config, exp, &Backend::Flex.device())?.1,
+        ModelConfig::Knn(config) => config.summary(&input),
+        ModelConfig::CharLm(_) => crate::lm::build(exp, &Backend::Flex.device())?.1,
+    })
 }
 
-/// The summary of a config's model at the input its data implies.
-pub fn summarize(exp: &Experiment) -> Summary {
-    let input = exp.input;
-    Summary::new(exp.model.kind(), input, exp.model.layers(&input))
+/// The network of an image config with fresh weights, and its table.
+pub fn image_model(
+    config: &ImageModelConfig,
+    exp: &Experiment,
+    device: &Device,
+) -> Result<(ImageModel, Summary)> {
+    let input = image_input(&exp.data);
+    config
+        .build(&input, device)
+        .map_err(|e| anyhow::anyhow!("model: {}: {}", e.key, e.message))
 }
 
 /// Trains `exp` on `backend` into its run directory and evaluates it on the test split.
 pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<()> {
-    if let ModelConfig::CharLm(config) = &exp.model {
-        crate::lm::train(exp, config, backend, resume)?;
-        return Ok(());
+    let eval_batch = exp.data.eval_batch_size;
+    match &exp.model {
+        ModelConfig::CharLm(_) => crate::lm::train(exp, backend, resume).map(|_| ()),
+        ModelConfig::Knn(knn) => classify(exp, backend, resume, |data, device, metrics| {
+            let started = Instant::now();
+            let model = knn.fit_on(data, device);
+            metrics.validation = Some(evaluate_on(&model, data, &data.val, eval_batch, device));
+            let test_started = Instant::now();
+            metrics.test = evaluate_on(&model, data, &data.test, eval_batch, device);
+            metrics.test_seconds = test_started.elapsed().as_secs_f64();
+            let seconds = started.elapsed().as_secs_f64();
+            eprintln!("fitted and evaluated in {seconds:.1}s");
+            Ok(())
+        }),
+        ModelConfig::Image(config) => classify(exp, backend, resume, |data, device, metrics| {
+            device.seed(exp.train.seed);
+            let (model, _) = image_model(config, exp, device)?;
+            let run_dir = exp.run_dir();
+            let outcome = exp
+                .trainer(&run_dir, device.clone())
+                .fit(model, &ImageTask { data }, resume)?;
+            run_dir::save_model(&run_dir, &outcome.model)?;
+            let started = Instant::now();
+            metrics.test = evaluate_on(&outcome.model, data, &data.test, eval_batch, device);
+            metrics.test_seconds = started.elapsed().as_secs_f64();
+            metrics.weights_digest = Some(weights_digest(&outcome.model));
+            metrics.train_samples_per_second = outcome.state.train_examples_per_second();
+            metrics.stopped_early = outcome.state.stopped_early;
+            metrics.epochs = outcome.state.history.len();
+            metrics.epoch_seconds = outcome.state.history.iter().map(|r| r.seconds).collect();
+            metrics.history = outcome.state.history;
+            Ok(())
+        }),
     }
+}
+
+/// What every image classifier's run does around `learn` (which trains or fits the model and
+/// fills in its test evaluation): the run directory, the data, and `metrics.json`.
+fn classify(
+    exp: &Experiment,
+    backend: Backend,
+    resume: bool,
+    learn: impl FnOnce(&PreparedData, &Device, &mut Metrics) -> Result<()>,
+) -> Result<()> {
     let run_dir = exp.run_dir();
-    prepare_run_dir(exp, &run_dir, resume)?;
+    run_dir::prepare(exp, &run_dir, resume)?;
     let data = data::prepare(&exp.data, None).context("cannot load the dataset")?;
-    save_json(
-        &run_dir.join(NORMALIZATION_FILE),
-        &data.batcher.standardization,
-    )?;
-    write_atomic(&run_dir.join(CONFIG_FILE), exp.to_toml().as_bytes())
-        .with_context(|| format!("cannot write {}", run_dir.join(CONFIG_FILE).display()))?;
-    let summary = summarize(exp);
+    run_dir::save_json(&run_dir, NORMALIZATION_FILE, &data.batcher.standardization)?;
+    let summary = summarize(exp)?;
     eprintln!(
         "training {} ({} trainable parameters) on {} with {}: {} train / {} validation / {} test images",
         exp.model.kind(),
-        crate::summary::group_digits(summary.total_params),
+        group_digits(summary.total_params),
         exp.data.dataset.name(),
         backend,
         data.train.len(),
         data.val.len(),
         data.test.len()
     );
-    let device = backend.device();
     let mut metrics = Metrics {
         model: exp.model.kind().into(),
         dataset: exp.data.dataset.name().into(),
@@ -99,136 +119,27 @@ pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<()> {
         test_seconds: 0.0,
         validation: None,
         test: Evaluation::default(),
+        weights_digest: None,
     };
-    let started = Instant::now();
-    if let ModelConfig::Knn(knn) = &exp.model {
-        let model = fit_knn(knn, &data, &device);
-        metrics.validation = Some(evaluate_on(
-            &model,
-            &data,
-            &data.val,
-            exp.data.eval_batch_size,
-            &device,
-        ));
-        let test_started = Instant::now();
-        metrics.test = test_evaluation(&model, &data, exp, &device);
-        metrics.test_seconds = test_started.elapsed().as_secs_f64();
-        eprintln!(
-            "fitted and evaluated in {:.1}s",
-            started.elapsed().as_secs_f64()
-        );
-    } else {
-        device.seed(exp.train.seed);
-        let model = exp.model.init(&data.input, &device);
-        let trainer = Trainer::for_experiment(exp, &run_dir, device.clone());
-        let outcome = trainer.fit(model, &ImageTask { data: &data }, resume)?;
-        let model_bytes = module_bytes(&outcome.model).map_err(anyhow::Error::msg)?;
-        write_atomic(&run_dir.join(MODEL_FILE), &model_bytes)
-            .with_context(|| format!("cannot write {}", run_dir.join(MODEL_FILE).display()))?;
-        let test_started = Instant::now();
-        metrics.test = test_evaluation(&outcome.model, &data, exp, &device);
-        metrics.test_seconds = test_started.elapsed().as_secs_f64();
-        metrics.train_samples_per_second = outcome.state.train_examples_per_second();
-        metrics.stopped_early = outcome.state.stopped_early;
-        let history = outcome.state.history;
-        metrics.epochs = history.len();
-        metrics.epoch_seconds = history.iter().map(|r| r.seconds).collect();
-        metrics.history = history;
-    }
-    save_json(&run_dir.join(METRICS_FILE), &metrics)?;
+    learn(&data, &backend.device(), &mut metrics)?;
+    run_dir::save_json(&run_dir, METRICS_FILE, &metrics)?;
     println!("{}", metrics.test.to_table(&metrics.class_names));
     println!("run directory: {}", run_dir.display());
     Ok(())
 }
 
-/// kNN's "training": the standardized training split, stored on the device.
-pub fn fit_knn(config: &KnnConfig, data: &PreparedData, device: &Device) -> KnnClassifier {
-    let rows = config.block_rows();
-    let blocks = (0..data.train.len())
-        .step_by(rows)
-        .map(|start| {
-            let items = (start..(start + rows).min(data.train.len()))
-                .map(|i| data.train.get(i).expect("in-memory"))
-                .collect();
-            data.batcher.batch(items, device).images.flatten(1, 3)
-        })
-        .collect();
-    config.fit(
-        blocks,
-        data.train.labels().collect(),
-        data.input.num_classes,
-    )
-}
-
-fn test_evaluation<M: crate::models::ImageClassifier>(
-    model: &M,
-    data: &PreparedData,
-    exp: &Experiment,
-    device: &Device,
-) -> Evaluation {
-    evaluate_on(model, data, &data.test, exp.data.eval_batch_size, device)
-}
-
-/// Refuses to overwrite a run by accident, and to resume one with a different config.
-pub(crate) fn prepare_run_dir(exp: &Experiment, run_dir: &Path, resume: bool) -> Result<()> {
-    let has_checkpoint = crate::checkpoint::latest(run_dir)
-        .with_context(|| format!("cannot read {}", run_dir.display()))?
-        .is_some();
-    let saved = run_dir.join(CONFIG_FILE);
-    let finished = run_dir.join(MODEL_FILE).exists() || run_dir.join(METRICS_FILE).exists();
-    if !resume && (has_checkpoint || finished) {
-        bail!(
-            "{} already holds a run; pass --resume to continue it, or --out DIR to start a new one",
-            run_dir.display()
+/// A finished image run's config and trained network, on `device`.
+pub fn load_trained(run_dir: &Path, device: &Device) -> Result<(Experiment, ImageModel)> {
+    let exp = run_dir::load_config(run_dir)?;
+    let ModelConfig::Image(config) = &exp.model else {
+        anyhow::bail!(
+            "{} is a {} run, which saves no network",
+            run_dir.display(),
+            exp.model.kind()
         );
-    }
-    if resume && saved.exists() {
-        let text = std::fs::read_to_string(&saved)
-            .with_context(|| format!("cannot read {}", saved.display()))?;
-        let mut before = Experiment::parse(&text, &saved.display().to_string(), &[])?;
-        // More (or fewer) epochs is the one change a resumed run may make.
-        before.train.epochs = exp.train.epochs;
-        if before.to_toml() != exp.to_toml() {
-            bail!(
-                "{} was trained with a different config (see {}); resume with the same config, or start a new run with --out DIR",
-                run_dir.display(),
-                saved.display()
-            );
-        }
-    }
-    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))
-}
-
-pub(crate) fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_vec_pretty(value).expect("metrics serialize");
-    write_atomic(path, &text).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// A run directory's resolved config.
-pub fn load_run_config(run_dir: &Path) -> Result<Experiment> {
-    let config_path = run_dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&config_path).with_context(|| {
-        format!(
-            "{} is not a run directory (no {CONFIG_FILE})",
-            run_dir.display()
-        )
-    })?;
-    Ok(Experiment::parse(
-        &text,
-        &config_path.display().to_string(),
-        &[],
-    )?)
-}
-
-/// A finished run's config and trained network, on `device`.
-pub fn load_trained(run_dir: &Path, device: &Device) -> Result<(Experiment, Model)> {
-    let exp = load_run_config(run_dir)?;
-    let model_path = run_dir.join(MODEL_FILE);
-    if !model_path.exists() {
-        bail!("{} has no trained model yet ({MODEL_FILE}); finish the run with `zoo train CONFIG --resume`", run_dir.display());
-    }
-    let input = exp.input;
-    let model = load_module(exp.model.init(&input, device), &model_path)?;
+    };
+    let (model, _) = image_model(config, &exp, device)?;
+    let model = run_dir::load_model(run_dir, model)?;
     Ok((exp, model))
 }
 
@@ -236,36 +147,34 @@ pub fn load_trained(run_dir: &Path, device: &Device) -> Result<(Experiment, Mode
 /// (kNN, which saves no weights, is fitted again from the training split).
 pub fn eval(run_dir: &Path, backend: Backend) -> Result<()> {
     let device = backend.device();
-    let exp = load_run_config(run_dir)?;
-    if let ModelConfig::CharLm(_) = exp.model {
-        crate::lm::eval(run_dir, backend)?;
-        return Ok(());
-    }
-    let norm_path = run_dir.join(NORMALIZATION_FILE);
-    let standardization: Standardization = serde_json::from_str(
-        &std::fs::read_to_string(&norm_path)
-            .with_context(|| format!("cannot read {}", norm_path.display()))?,
-    )
-    .with_context(|| format!("{}: not a standardization", norm_path.display()))?;
-    let evaluation = if let ModelConfig::Knn(knn) = &exp.model {
-        let data =
-            data::prepare(&exp.data, Some(standardization)).context("cannot load the dataset")?;
-        test_evaluation(&fit_knn(knn, &data, &device), &data, &exp, &device)
-    } else {
-        let (_, model) = load_trained(run_dir, &device)?;
-        let dir = exp.data.resolved_dir().unwrap_or_default();
-        let test = data::load_test(&exp.data, &dir).context("cannot load the dataset")?;
-        let batcher = datasets::ImageBatcher::new(standardization, test.set())
-            .with_resize(data::resize_of(&exp.data));
-        let num_classes = exp.input.num_classes;
-        evaluate(
-            &model,
-            &test,
-            &batcher,
-            exp.data.eval_batch_size,
-            num_classes,
-            &device,
-        )
+    let exp = run_dir::load_config(run_dir)?;
+    let standardization: Standardization = match &exp.model {
+        ModelConfig::CharLm(_) => return crate::lm::eval(run_dir, backend).map(|_| ()),
+        _ => run_dir::load_json(run_dir, NORMALIZATION_FILE)?,
+    };
+    let evaluation = match &exp.model {
+        ModelConfig::Knn(knn) => {
+            let data = data::prepare(&exp.data, Some(standardization))
+                .context("cannot load the dataset")?;
+            let model = knn.fit_on(&data, &device);
+            evaluate_on(&model, &data, &data.test, exp.data.eval_batch_size, &device)
+        }
+        _ => {
+            let (_, model) = load_trained(run_dir, &device)?;
+            let dir = exp.data.resolved_dir().unwrap_or_default();
+            let test = data::load_test(&exp.data, &dir).context("cannot load the dataset")?;
+            let batcher = datasets::ImageBatcher::new(standardization, test.set())
+                .with_resize(data::resize_of(&exp.data));
+            let num_classes = image_input(&exp.data).num_classes;
+            evaluate(
+                &model,
+                &test,
+                &batcher,
+                exp.data.eval_batch_size,
+                num_classes,
+                &device,
+            )
+        }
     };
     println!("{}", evaluation.to_table(&data::class_names(&exp.data)));
     Ok(())
@@ -273,25 +182,31 @@ pub fn eval(run_dir: &Path, backend: Backend) -> Result<()> {
 
 /// `zoo check`: the config is valid and the model builds; returns a one-paragraph report.
 pub fn check(exp: &Experiment) -> Result<String> {
-    let summary = summarize(exp);
-    let built = match &exp.model {
-        ModelConfig::Knn(_) => summary.total_params, // stores data, builds no network
-        ModelConfig::CharLm(c) => c
-            .init(summary.input.num_classes, &Backend::Flex.device())
-            .num_params(),
-        _ => exp
-            .model
-            .init(&summary.input, &Backend::Flex.device())
-            .num_params(),
+    let device = Backend::Flex.device();
+    let (summary, built) = match &exp.model {
+        ModelConfig::Image(config) => {
+            let (model, summary) = image_model(config, exp, &device)?;
+            (summary, model.num_params())
+        }
+        // kNN stores data and builds no network.
+        ModelConfig::Knn(config) => {
+            let summary = config.summary(&image_input(&exp.data));
+            let total = summary.total_params;
+            (summary, total)
+        }
+        ModelConfig::CharLm(_) => {
+            let (model, summary) = crate::lm::build(exp, &device)?;
+            (summary, model.num_params())
+        }
     };
-    if built != summary.total_params + summary.total_buffers {
-        bail!(
-            "internal: the built {} has {built} parameters but the summary counts {} (+ {} buffers)",
-            exp.model.kind(),
-            summary.total_params,
-            summary.total_buffers
-        );
-    }
+    // The table and the module come from one walk; this guards the walk itself.
+    anyhow::ensure!(
+        built == summary.total_params + summary.total_buffers,
+        "internal: the built {} has {built} parameters but the summary counts {} (+ {} buffers)",
+        exp.model.kind(),
+        summary.total_params,
+        summary.total_buffers
+    );
     let i = summary.input;
     let data = match &exp.data.text {
         Some(path) => format!(
@@ -312,9 +227,9 @@ pub fn check(exp: &Experiment) -> Result<String> {
     Ok(format!(
         "ok: {} on {data}: {} trainable parameters, {} buffers, {} multiply-accumulates per example; run directory {}",
         exp.model.kind(),
-        crate::summary::group_digits(summary.total_params),
-        crate::summary::group_digits(summary.total_buffers),
-        crate::summary::group_digits(summary.total_macs),
+        group_digits(summary.total_params),
+        group_digits(summary.total_buffers),
+        group_digits(summary.total_macs),
         exp.run_dir().display()
     ))
 }

@@ -4,7 +4,79 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ScheduleConfig, ScheduleKind};
+use crate::invalid::{positive, Invalid};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    Constant,
+    Step,
+    Exponential,
+    Linear,
+    Cosine,
+    InverseSqrt,
+    InverseTime,
+    Plateau,
+}
+
+/// `[train.schedule]`: the learning-rate schedule, per epoch t = 0, 1, ... (the notes' formulas).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    pub kind: ScheduleKind,
+    /// step: epochs between decays.
+    pub step_size: usize,
+    /// step and plateau: the factor applied at each decay.
+    pub gamma: f64,
+    /// exponential (a0 e^-kt) and inverse-time (a0 / (1 + kt)): k.
+    pub decay: f64,
+    /// linear and cosine: the rate reached at the last epoch.
+    pub min_lr: f64,
+    /// plateau: epochs without a better validation accuracy before decaying.
+    pub patience: usize,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            kind: ScheduleKind::Constant,
+            step_size: 10,
+            gamma: 0.1,
+            decay: 0.1,
+            min_lr: 0.0,
+            patience: 2,
+        }
+    }
+}
+
+impl ScheduleConfig {
+    pub fn validate(&self, lr: f64) -> Result<(), Invalid> {
+        positive("step_size", self.step_size)?;
+        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
+            return Err(Invalid::new(
+                "gamma",
+                format!("expected a number in (0, 1], got {}", self.gamma),
+            ));
+        }
+        if self.decay < 0.0 {
+            return Err(Invalid::new(
+                "decay",
+                format!("expected a number >= 0, got {}", self.decay),
+            ));
+        }
+        if !(self.min_lr >= 0.0 && self.min_lr <= lr) {
+            return Err(Invalid::new(
+                "min_lr",
+                format!(
+                    "expected a number in [0, train.lr = {lr}], got {}",
+                    self.min_lr
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 
 /// What reduce-on-plateau remembers between epochs (saved in checkpoints).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

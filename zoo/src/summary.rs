@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::models::ModelInput;
+use crate::input::ModelInput;
 
 /// Output side of a convolution or pooling window: floor((W - F + 2P) / S) + 1, or the
 /// ceiling where `ceil` is set (Caffe's pooling, PyTorch's and Burn's `ceil_mode`, which

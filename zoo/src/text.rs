@@ -6,14 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::{Dataset, DatasetError};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
-
-use crate::models::charlm::CharLm;
-use crate::train::{BatchLoss, Task, Validation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TextError {
@@ -175,118 +170,6 @@ impl Batcher<Vec<u32>, TextBatch> for TextBatcher {
         TextBatch {
             inputs: Tensor::from_data(TensorData::new(inputs, [n, len - 1]), device),
             targets: Tensor::from_data(TensorData::new(targets, [n, len - 1]), device),
-        }
-    }
-}
-
-/// Next-character prediction: the language model's training task.
-pub struct TextTask {
-    pub corpus: Corpus,
-    pub seq_len: usize,
-}
-
-impl TextTask {
-    fn loader(
-        &self,
-        ids: &Arc<Vec<u32>>,
-        stride: usize,
-        batch_size: usize,
-        seed: Option<u64>,
-        device: &Device,
-    ) -> Arc<dyn DataLoader<TextBatch>> {
-        let builder = DataLoaderBuilder::new(TextBatcher)
-            .batch_size(batch_size)
-            .set_device(device.clone());
-        let builder = match seed {
-            Some(seed) => builder.shuffle(seed),
-            None => builder,
-        };
-        builder.build(Windows::new(ids.clone(), self.seq_len, stride))
-    }
-
-    /// Mean cross-entropy (nats per character), accuracy and top-5 accuracy of next-character
-    /// predictions over `batch`, plus the number of predictions.
-    fn score(model: &CharLm, batch: TextBatch) -> (Tensor<1>, Tensor<2>, Tensor<1, Int>) {
-        let [b, t] = batch.inputs.dims();
-        let logits = model.forward(batch.inputs); // [b, t, vocab]
-        let vocab = logits.dims()[2];
-        let logits = logits.reshape([b * t, vocab]);
-        let targets = batch.targets.reshape([b * t]);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&logits.device())
-            .forward(logits.clone(), targets.clone());
-        (loss, logits, targets)
-    }
-}
-
-impl Task<CharLm> for TextTask {
-    type Batch = TextBatch;
-
-    fn train_loader(
-        &self,
-        batch_size: usize,
-        seed: u64,
-        device: &Device,
-    ) -> Arc<dyn DataLoader<TextBatch>> {
-        // Windows start every half window: each character is seen in two contexts per epoch.
-        self.loader(
-            &self.corpus.train,
-            self.seq_len.div_ceil(2),
-            batch_size,
-            Some(seed),
-            device,
-        )
-    }
-
-    fn batch_loss(&self, model: &CharLm, batch: TextBatch) -> BatchLoss {
-        let examples = batch.inputs.dims()[0];
-        let (loss, logits, targets) = Self::score(model, batch);
-        let predictions = targets.dims()[0];
-        let correct = logits
-            .argmax(1)
-            .squeeze_dim::<1>(1)
-            .equal(targets)
-            .int()
-            .sum()
-            .into_scalar::<i64>() as usize;
-        BatchLoss {
-            loss,
-            predictions,
-            correct,
-            examples,
-        }
-    }
-
-    fn validate(&self, model: &CharLm, batch_size: usize, device: &Device) -> Validation {
-        let (mut loss_sum, mut correct, mut top5, mut n) = (0f64, 0usize, 0usize, 0usize);
-        // Non-overlapping windows: every validation character is predicted once.
-        for batch in self
-            .loader(&self.corpus.val, self.seq_len, batch_size, None, device)
-            .iter()
-        {
-            let (loss, logits, targets) = Self::score(model, batch.expect("in-memory"));
-            let count = targets.dims()[0];
-            loss_sum += loss.into_scalar::<f64>() * count as f64;
-            let best5 = logits
-                .argsort_descending(1)
-                .narrow(1, 0, 5.min(self.corpus.vocab.len())); // [count, 5]
-            let hits = best5
-                .equal(
-                    targets
-                        .reshape([count, 1])
-                        .repeat_dim(1, 5.min(self.corpus.vocab.len()))
-                        .clone(),
-                )
-                .int();
-            correct += hits.clone().narrow(1, 0, 1).sum().into_scalar::<i64>() as usize;
-            top5 += hits.sum().into_scalar::<i64>() as usize;
-            n += count;
-        }
-        let n = n.max(1) as f64;
-        Validation {
-            loss: loss_sum / n,
-            accuracy: correct as f64 / n,
-            top5: top5 as f64 / n,
         }
     }
 }

@@ -47,7 +47,7 @@ fn logistic_regression_needs_two_classes_and_trains_on_a_pair() {
     let config = sb.config("lr.toml", "kind = \"logistic\"", "");
     let err = assert_clean_failure(&sb.zoo(&["check", &config]));
     assert!(
-        err.contains("model.kind: logistic regression needs a two-class task, got 10 classes"),
+        err.contains("data.classes: logistic regression needs a two-class task, got 10 classes"),
         "{err}"
     );
     sb.zoo_ok(&["train", &config, "--set", "data.classes=[2, 7]"]);

@@ -12,7 +12,9 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use common::{stderr, stdout, zoo};
 use zoo::config::Experiment;
-use zoo::models::{cross_entropy, ImageClassifier};
+use zoo::data::image_input;
+use zoo::models::{cross_entropy, ImageClassifier, ModelConfig};
+use zoo::run::image_model;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -105,8 +107,12 @@ fn forward_backward(config: &str) {
     let exp = Experiment::load(&path, &[]).unwrap();
     let device = Device::flex();
     let autodiff = device.clone().autodiff();
-    let model = exp.model.init(&exp.input, &device).fork(&autodiff).train();
-    let i = exp.input;
+    let ModelConfig::Image(family) = &exp.model else {
+        panic!("{config} is an image classifier's config");
+    };
+    let (model, _) = image_model(family, &exp, &device).unwrap();
+    let model = model.fork(&autodiff).train();
+    let i = image_input(&exp.data);
     let images = Tensor::random(
         [2, i.channels, i.height, i.width],
         Distribution::Normal(0.0, 1.0),

@@ -2,17 +2,18 @@
 //! (Zeiler & Fergus, 2013): rows of conv -> ReLU -> [max pool 3/2] -> [LRN], then dropout and
 //! fully connected layers. The rows are data: the papers' tables below, or `features` in TOML.
 
-use burn::nn::{Dropout, DropoutConfig, Linear, LocalResponseNormConfig};
+use burn::nn::{Dropout, Linear, LocalResponseNormConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cnn::{
-    classifier_forward, classifier_layers, classifier_rows, max_pool, scaled, too_small,
-    validate_dropout, validate_width, ConvShape, ConvStage, ConvUnit, DropoutPlace, Rows,
+    classifier_forward, scaled, validate_width, ClassifierHead, ConvStage, ConvUnit,
+    DropoutPlace,
 };
-use super::ModelInput;
-use crate::config::Invalid;
-use crate::summary::LayerSummary;
+use super::builder::{ConvShape, NetBuilder};
+use super::family::{ImageClassifier, ImageFamily};
+use crate::input::ModelInput;
+use crate::invalid::{probability, Invalid};
 
 /// One convolutional row of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,8 +73,8 @@ pub const ZFNET_ROWS: [ConvRow; 5] = [
     row(512, 3, 1, 1, true, false),
 ];
 
-/// Which paper's table fills in what the config leaves out (set by `model.kind`, which is
-/// why it is no key of its own).
+/// Which paper's table fills in what the config leaves out (set by `model.kind`: `alexnet` or
+/// `zfnet`, which is why it is no key of its own).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlexNetVariant {
@@ -151,106 +152,91 @@ impl AlexNetConfig {
             .map(|&w| scaled(w, self.width))
             .collect()
     }
+}
 
-    pub fn validate(&self, input: &ModelInput) -> Result<(), Invalid> {
+impl ImageFamily for AlexNetConfig {
+    const KINDS: &'static [&'static str] = &["alexnet", "zfnet"];
+    type Module = AlexNet;
+
+    fn read_as(self, kind: &str) -> Self {
+        let variant = match kind {
+            "zfnet" => AlexNetVariant::Zfnet,
+            _ => AlexNetVariant::Alexnet,
+        };
+        Self { variant, ..self }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.variant {
+            AlexNetVariant::Alexnet => "alexnet",
+            AlexNetVariant::Zfnet => "zfnet",
+        }
+    }
+
+    fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
         validate_width(self.width)?;
-        validate_dropout("dropout", self.dropout)?;
+        probability("dropout", self.dropout)?;
         if self.rows().is_empty() {
-            return Err(("features".into(), "expected at least one row".into()));
+            return Err(Invalid::new("features", "expected at least one row"));
         }
         if let Some(i) = self
             .rows()
             .iter()
             .position(|r| r.kernel == 0 || r.stride == 0)
         {
-            return Err((
+            return Err(Invalid::new(
                 format!("features[{i}]"),
-                "kernel and stride must be at least 1".into(),
+                "kernel and stride must be at least 1",
             ));
         }
         if self.pool_kernel == 0 || self.pool_stride == 0 {
-            return Err((
-                "pool_kernel".into(),
-                "pool_kernel and pool_stride must be at least 1".into(),
+            return Err(Invalid::new(
+                "pool_kernel",
+                "pool_kernel and pool_stride must be at least 1",
             ));
         }
         if self.lrn_size == 0 {
-            return Err(("lrn_size".into(), "expected at least 1".into()));
+            return Err(Invalid::new("lrn_size", "expected at least 1"));
         }
-        too_small(
-            &self.feature_rows(input),
-            [input.channels, input.height, input.width],
-        )
+        Ok(())
     }
 
-    fn feature_rows(&self, input: &ModelInput) -> Rows {
-        let mut rows = Rows::new([input.channels, input.height, input.width]);
-        for (i, r) in self.rows().iter().enumerate() {
-            let name = format!("conv{}", i + 1);
-            let shape = ConvShape::new(rows.shape[0], r.channels, r.kernel)
-                .stride(r.stride)
-                .padding(r.padding);
-            rows.conv_unit(&name, shape, false, true);
-            if r.pool {
-                rows.max_pool(
-                    &format!("pool{}", i + 1),
-                    self.pool_kernel,
-                    self.pool_stride,
-                    0,
-                    self.ceil(),
-                );
-            }
-            if r.lrn {
-                rows.lrn(&format!("lrn{}", i + 1));
-            }
-        }
-        rows
-    }
-
-    pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
-        let mut rows = self.feature_rows(input);
-        classifier_rows(
-            &mut rows,
-            &self.hidden(),
-            input.num_classes,
-            DropoutPlace::BeforeHidden,
-        );
-        rows.rows
-    }
-
-    pub fn init(&self, input: &ModelInput, device: &Device) -> AlexNet {
-        let mut in_channels = input.channels;
+    /// One stage per row (`conv{i}`, `pool{i}`, `lrn{i}`), then the head (dropout before
+    /// each hidden layer).
+    fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> AlexNet {
+        let lrn = LocalResponseNormConfig::new(self.lrn_size)
+            .with_alpha(self.lrn_alpha)
+            .with_beta(self.lrn_beta)
+            .with_k(self.lrn_k);
         let features = self
             .rows()
             .iter()
-            .map(|r| {
-                let shape = ConvShape::new(in_channels, r.channels, r.kernel)
+            .enumerate()
+            .map(|(i, r)| {
+                let shape = ConvShape::new(b.map()[0], r.channels, r.kernel)
                     .stride(r.stride)
                     .padding(r.padding);
-                in_channels = r.channels;
-                ConvStage {
-                    unit: ConvUnit::new(shape, false, true, device),
-                    pool: r
-                        .pool
-                        .then(|| max_pool(self.pool_kernel, self.pool_stride, 0, self.ceil())),
-                    lrn: r.lrn.then(|| {
-                        LocalResponseNormConfig::new(self.lrn_size)
-                            .with_alpha(self.lrn_alpha)
-                            .with_beta(self.lrn_beta)
-                            .with_k(self.lrn_k)
-                            .init()
-                    }),
-                }
+                let unit = ConvUnit::build(b, &format!("conv{}", i + 1), shape, false, true);
+                let pool = r.pool.then(|| {
+                    let name = format!("pool{}", i + 1);
+                    b.max_pool(&name, self.pool_kernel, self.pool_stride, 0, self.ceil())
+                });
+                let lrn = r.lrn.then(|| b.lrn(&format!("lrn{}", i + 1), &lrn));
+                ConvStage { unit, pool, lrn }
             })
             .collect();
-        let features_out: usize = self.feature_rows(input).shape.iter().product();
-        let (hidden, fc) =
-            classifier_layers(features_out, &self.hidden(), input.num_classes, device);
+        let head = ClassifierHead::build(
+            b,
+            &self.hidden(),
+            input.num_classes,
+            self.dropout,
+            DropoutPlace::BeforeHidden,
+        );
         AlexNet {
             features,
-            hidden,
-            fc,
-            dropout: DropoutConfig::new(self.dropout).init(),
+            hidden: head.hidden,
+            fc: head.fc,
+            dropout: head.dropout,
         }
     }
 }
@@ -262,6 +248,12 @@ pub struct AlexNet {
     pub hidden: Vec<Linear>,
     pub fc: Linear,
     pub dropout: Dropout,
+}
+
+impl ImageClassifier for AlexNet {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
 }
 
 impl AlexNet {
@@ -286,11 +278,10 @@ impl AlexNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::cnn::testing::{fashion, imagenet, params_and_buffers, total_params};
+    use crate::models::testing::{built, fashion, imagenet, params_and_buffers, rows, total_params};
 
     fn sides(config: &AlexNetConfig, input: &ModelInput) -> Vec<usize> {
-        config
-            .layers(input)
+        rows(config, input)
             .iter()
             .filter(|r| r.kind == "conv2d" || r.kind == "maxpool")
             .map(|r| r.output_shape[1])
@@ -302,18 +293,16 @@ mod tests {
         let config = AlexNetConfig::default();
         let input = imagenet(227);
         assert_eq!(sides(&config, &input), [55, 27, 27, 13, 13, 13, 13, 6]);
-        assert_eq!(total_params(&config.layers(&input)), 62_378_344);
+        assert_eq!(total_params(&rows(&config, &input)), 62_378_344);
     }
 
     #[test]
     fn zfnet_rounds_its_pooling_up() {
-        let config = AlexNetConfig {
-            variant: AlexNetVariant::Zfnet,
-            ..AlexNetConfig::default()
-        };
+        let config = AlexNetConfig::default().read_as("zfnet");
+        assert_eq!(config.kind(), "zfnet");
         let input = imagenet(224);
         assert_eq!(sides(&config, &input), [110, 55, 26, 13, 13, 13, 13, 6]);
-        assert_eq!(total_params(&config.layers(&input)), 107_627_624);
+        assert_eq!(total_params(&rows(&config, &input)), 107_627_624);
     }
 
     #[test]
@@ -331,22 +320,22 @@ mod tests {
             ..AlexNetConfig::default()
         };
         config.validate(&input).unwrap();
-        let device = Device::flex();
-        let model = config.init(&input, &device);
+        let (model, rows) = built(&config, &input);
+        assert_eq!(model.num_params(), params_and_buffers(&rows));
         assert_eq!(
-            model.num_params(),
-            params_and_buffers(&config.layers(&input))
-        );
-        assert_eq!(
-            model.forward(Tensor::zeros([2, 1, 28, 28], &device)).dims(),
+            model
+                .forward(Tensor::zeros([2, 1, 28, 28], &Device::flex()))
+                .dims(),
             [2, 10]
         );
     }
 
     #[test]
     fn too_small_inputs_are_refused() {
-        let input = fashion();
-        let err = AlexNetConfig::default().validate(&input).unwrap_err();
-        assert!(err.1.contains("shrinks to nothing"), "{}", err.1);
+        let device = Device::flex();
+        let mut b = NetBuilder::new(&fashion().map(), &device);
+        AlexNetConfig::default().build(&fashion(), &mut b);
+        let err = b.finish().unwrap_err();
+        assert!(err.message.contains("shrinks to nothing"), "{}", err.message);
     }
 }

@@ -5,9 +5,11 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, Linea
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::recurrent::{build_layers, recurrent_rows, Cell, CellState, RecurrentLayer};
-use crate::config::Invalid;
-use crate::summary::LayerSummary;
+use super::recurrent::{recurrent_layers, Cell, CellState, RecurrentLayer};
+use super::builder::NetBuilder;
+use crate::invalid::{positive, probability, Invalid};
+use crate::summary::{LayerSummary, Summary};
+use crate::input::ModelInput;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,28 +36,20 @@ impl Default for CharLmConfig {
 }
 
 impl CharLmConfig {
+    pub const KIND: &'static str = "char-lm";
+
     pub fn validate(&self) -> Result<(), Invalid> {
-        for (key, v) in [
-            ("embedding", self.embedding),
-            ("hidden", self.hidden),
-            ("layers", self.layers),
-        ] {
-            if v == 0 {
-                return Err((key.into(), "expected a positive integer, got 0".into()));
-            }
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err((
-                "dropout".into(),
-                format!("expected a probability in [0, 1), got {}", self.dropout),
-            ));
-        }
-        Ok(())
+        positive("embedding", self.embedding)?;
+        positive("hidden", self.hidden)?;
+        positive("layers", self.layers)?;
+        probability("dropout", self.dropout)
     }
 
-    /// The layer table for a vocabulary of `vocab` characters and windows of `steps`.
-    pub fn layers(&self, vocab: usize, steps: usize) -> Vec<LayerSummary> {
-        let mut rows = vec![LayerSummary {
+    /// The model for a vocabulary of `vocab` characters and its table for windows of `steps`,
+    /// from one walk.
+    pub fn build(&self, vocab: usize, steps: usize, device: &Device) -> (CharLm, Summary) {
+        let mut b = NetBuilder::new(&[steps], device);
+        b.row(LayerSummary {
             name: "embedding".into(),
             kind: "embedding".into(),
             hyper: format!("{vocab} characters -> {}", self.embedding),
@@ -63,36 +57,28 @@ impl CharLmConfig {
             params: vocab * self.embedding,
             buffers: 0,
             macs: 0,
-        }];
-        rows.extend(recurrent_rows(
-            self.cell,
-            self.embedding,
-            self.hidden,
-            self.layers,
-            false,
-            steps,
-        ));
+        });
+        let embedding = EmbeddingConfig::new(vocab, self.embedding).init(device);
+        let layers = recurrent_layers(&mut b, self.cell, self.hidden, self.layers, false);
+        // The head predicts at every step: the linear map's row, times the steps.
         let mut head = LayerSummary::linear("head", self.hidden, vocab);
         head.output_shape = vec![steps, vocab];
         head.macs *= steps;
-        rows.push(head);
-        rows
-    }
-
-    pub fn init(&self, vocab: usize, device: &Device) -> CharLm {
-        CharLm {
-            embedding: EmbeddingConfig::new(vocab, self.embedding).init(device),
-            layers: build_layers(
-                self.cell,
-                self.embedding,
-                self.hidden,
-                self.layers,
-                false,
-                device,
-            ),
+        b.row(head);
+        let model = CharLm {
+            embedding,
+            layers,
             dropout: (self.dropout > 0.0).then(|| DropoutConfig::new(self.dropout).init()),
             head: LinearConfig::new(self.hidden, vocab).init(device),
-        }
+        };
+        let input = ModelInput {
+            channels: 1,
+            height: steps,
+            width: 1,
+            num_classes: vocab,
+        };
+        let rows = b.finish().expect("text windows have no feature maps to shrink");
+        (model, Summary::new(Self::KIND, input, rows))
     }
 }
 
@@ -152,9 +138,8 @@ mod tests {
                 layers: 2,
                 dropout: 0.0,
             };
-            let model = config.init(30, &device);
-            let expected: usize = config.layers(30, 5).iter().map(|l| l.params).sum();
-            assert_eq!(model.num_params(), expected, "{cell:?}");
+            let (model, summary) = config.build(30, 5, &device);
+            assert_eq!(model.num_params(), summary.total_params, "{cell:?}");
             // Reading 6 characters at once equals reading 4, then 2 from the carried state.
             let tokens = Tensor::<2, Int>::from_data(
                 TensorData::new(vec![1i64, 5, 7, 2, 9, 3], [1, 6]),

@@ -5,20 +5,17 @@
 //! concatenated on channels. Optional: LRN in the stem (the paper), batch norm after every
 //! convolution (later Inception versions), and the two auxiliary classifiers on 4a and 4d.
 
-use burn::nn::pool::{
-    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, MaxPool2d,
-};
+use burn::nn::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 use burn::nn::{Dropout, DropoutConfig, Linear, LocalResponseNormConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
-use super::cnn::{
-    max_pool, scaled, too_small, validate_dropout, validate_width, ConvShape, ConvStage, ConvUnit,
-    Rows, Stem,
-};
-use super::{cross_entropy, linear_layer, Init, ModelInput};
-use crate::config::Invalid;
+use super::cnn::{scaled, validate_width, ConvStage, ConvUnit, Stem};
+use super::builder::{ConvShape, Init, NetBuilder};
+use super::family::{cross_entropy, ImageClassifier, ImageFamily};
+use crate::input::ModelInput;
+use crate::invalid::{probability, Invalid};
 use crate::summary::LayerSummary;
 
 /// One row of the paper's table: output channels of each branch.
@@ -154,217 +151,112 @@ impl GoogLeNetConfig {
             (ConvShape::new(c64, c192, 3).same(), true),
         ]
     }
+}
 
-    pub fn validate(&self, input: &ModelInput) -> Result<(), Invalid> {
+impl ImageFamily for GoogLeNetConfig {
+    const KINDS: &'static [&'static str] = &["googlenet"];
+    type Module = GoogLeNet;
+
+    fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
         validate_width(self.width)?;
-        validate_dropout("dropout", self.dropout)?;
-        validate_dropout("aux_dropout", self.aux_dropout)?;
+        probability("dropout", self.dropout)?;
+        probability("aux_dropout", self.aux_dropout)?;
         if !(self.aux_weight >= 0.0) {
-            return Err((
-                "aux_weight".into(),
+            return Err(Invalid::new(
+                "aux_weight",
                 format!("expected a weight >= 0, got {}", self.aux_weight),
             ));
         }
-        too_small(
-            &self.rows(input),
-            [input.channels, input.height, input.width],
-        )
+        Ok(())
     }
 
-    /// The main path's rows, up to the flattened average pool; aux heads are appended by `layers`.
-    fn rows(&self, input: &ModelInput) -> Rows {
-        let mut rows = Rows::new([input.channels, input.height, input.width]);
+    /// The stem (`conv{i}`, `maxpool{n}`, `lrn{n}`), the Inception modules stage by stage, the
+    /// average pool and fc; then the auxiliary heads (`aux1`, `aux2`) on the maps of 4a and 4d.
+    fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> GoogLeNet {
         let bn = self.batch_norm;
+        let lrn = LocalResponseNormConfig::new(5)
+            .with_alpha(1e-4)
+            .with_beta(0.75)
+            .with_k(2.0);
         let mut pools = 0;
-        for (i, (conv, pool)) in self.stem_convs(input.channels).into_iter().enumerate() {
-            rows.conv_unit(&format!("conv{}", i + 1), conv, bn, !bn);
-            if pool {
+        let mut stem = Vec::new();
+        for (i, (conv, pooled)) in self.stem_convs(input.channels).into_iter().enumerate() {
+            let unit = ConvUnit::build(b, &format!("conv{}", i + 1), conv, bn, !bn);
+            let (mut pool, mut norm) = (None, None);
+            if pooled {
                 pools += 1;
-                rows.max_pool(&format!("maxpool{pools}"), 3, 2, 0, true);
-                if self.lrn {
-                    rows.lrn(&format!("lrn{pools}"));
-                }
+                pool = Some(b.max_pool(&format!("maxpool{pools}"), 3, 2, 0, true));
+                norm = self.lrn.then(|| b.lrn(&format!("lrn{pools}"), &lrn));
             }
+            stem.push(ConvStage {
+                unit,
+                pool,
+                lrn: norm,
+            });
         }
-        let table = self.table();
-        for (s, stage) in table.iter().enumerate() {
+        let (mut stages, mut stage_pool, mut aux_maps) = (Vec::new(), None, Vec::new());
+        for (s, rows) in self.table().iter().enumerate() {
             if s > 0 {
                 pools += 1;
-                rows.max_pool(&format!("maxpool{pools}"), 3, 2, 0, true);
+                stage_pool = Some(b.max_pool(&format!("maxpool{pools}"), 3, 2, 0, true));
             }
-            for row in stage {
-                let input_map = rows.shape;
-                let mut outputs = Vec::new();
-                for (b, branch) in branch_convs(row, input_map[0]).iter().enumerate() {
-                    rows.shape = input_map;
-                    if b == 3 {
-                        rows.max_pool(
-                            &format!("inception{}.branch4.pool", row.name),
-                            3,
-                            1,
-                            1,
-                            false,
-                        );
-                    }
-                    for (j, conv) in branch.iter().enumerate() {
-                        rows.conv_unit(
-                            &format!("inception{}.branch{}.{j}", row.name, b + 1),
-                            *conv,
-                            bn,
-                            !bn,
-                        );
-                    }
-                    outputs.push(rows.shape);
+            let mut stage = Vec::new();
+            for (m, row) in rows.iter().enumerate() {
+                stage.push(Inception::build(b, row, bn));
+                if AUX_AFTER.contains(&(s, m)) {
+                    aux_maps.push(b.map());
                 }
-                rows.push(LayerSummary::concat(
-                    &format!("inception{}", row.name),
-                    &outputs,
-                ));
             }
+            stages.push(stage);
         }
-        rows.push(LayerSummary::global_avg_pool("avgpool", rows.shape));
-        rows.push(LayerSummary::flatten_map("flatten", rows.shape));
-        rows
-    }
-
-    /// The side of the map an auxiliary head sees (the 4a and 4d outputs).
-    fn aux_input(&self, input: &ModelInput) -> Vec<[usize; 3]> {
-        let rows = self.rows(input);
-        AUX_AFTER
-            .iter()
-            .map(|&(stage, module)| {
-                let name = format!("inception{}", PAPER_TABLE[stage][module].name);
-                rows.rows
-                    .iter()
-                    .find(|r| r.name == name)
-                    .expect("4a and 4d exist")
-                    .chw()
-            })
-            .collect()
-    }
-
-    pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
-        let mut rows = self.rows(input);
-        let features = rows.shape[0];
-        rows.push(LayerSummary::elementwise("dropout", "dropout", &[features]));
-        rows.push(LayerSummary::linear("fc", features, input.num_classes));
-        if self.aux_classifiers {
-            for (i, map) in self.aux_input(input).into_iter().enumerate() {
-                let name = format!("aux{}", i + 1);
-                rows.shape = map;
-                rows.push(LayerSummary {
-                    kind: "avgpool".into(),
-                    ..LayerSummary::pool2d(&format!("{name}.pool"), "avgpool", map, 5, 3, 0, false)
-                });
-                rows.conv_unit(
-                    &format!("{name}.conv"),
-                    ConvShape::new(map[0], scaled(128, self.width), 1),
-                    self.batch_norm,
-                    !self.batch_norm,
-                );
-                rows.push(LayerSummary::flatten_map(
-                    &format!("{name}.flatten"),
-                    rows.shape,
-                ));
-                let flat = rows.shape.iter().product();
-                let hidden = scaled(1024, self.width);
-                rows.push(LayerSummary::linear(&format!("{name}.fc1"), flat, hidden));
-                rows.push(LayerSummary::elementwise(
-                    &format!("{name}.dropout"),
-                    "dropout",
-                    &[hidden],
-                ));
-                rows.push(LayerSummary::linear(
-                    &format!("{name}.fc2"),
-                    hidden,
-                    input.num_classes,
-                ));
-            }
-        }
-        rows.rows
-    }
-
-    pub fn init(&self, input: &ModelInput, device: &Device) -> GoogLeNet {
-        let bn = self.batch_norm;
-        let lrn = || {
-            self.lrn.then(|| {
-                LocalResponseNormConfig::new(5)
-                    .with_alpha(1e-4)
-                    .with_beta(0.75)
-                    .with_k(2.0)
-                    .init()
-            })
-        };
-        let stem = self
-            .stem_convs(input.channels)
-            .into_iter()
-            .map(|(conv, pool)| ConvStage {
-                unit: ConvUnit::new(conv, bn, !bn, device),
-                pool: pool.then(|| max_pool(3, 2, 0, true)),
-                lrn: if pool { lrn() } else { None },
-            })
-            .collect();
-        let mut in_channels = scaled(192, self.width);
-        let stages = self
-            .table()
-            .iter()
-            .map(|stage| {
-                stage
-                    .iter()
-                    .map(|row| {
-                        let [b1, b2, b3, b4] = branch_convs(row, in_channels).map(|convs| {
-                            convs
-                                .into_iter()
-                                .map(|c| ConvUnit::new(c, bn, !bn, device))
-                                .collect()
-                        });
-                        in_channels = row.ch1x1 + row.ch3x3 + row.ch5x5 + row.pool_proj;
-                        Inception {
-                            branch1: b1,
-                            branch2: b2,
-                            branch3: b3,
-                            branch4: b4,
-                            pool: max_pool(3, 1, 1, false),
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        let aux = if self.aux_classifiers {
-            self.aux_input(input)
-                .into_iter()
-                .map(|map| {
-                    let conv = ConvShape::new(map[0], scaled(128, self.width), 1);
-                    let pooled = crate::summary::conv_output_size(map[1], 5, 3, 0, false)
-                        * crate::summary::conv_output_size(map[2], 5, 3, 0, false);
-                    let hidden = scaled(1024, self.width);
-                    AuxClassifier {
-                        pool: AvgPool2dConfig::new([5, 5]).with_strides([3, 3]).init(),
-                        conv: ConvUnit::new(conv, bn, !bn, device),
-                        fc1: linear_layer(
-                            conv.out_channels * pooled,
-                            hidden,
-                            Init::He,
-                            0.0,
-                            device,
-                        ),
-                        fc2: linear_layer(hidden, input.num_classes, Init::Default, 0.0, device),
-                        dropout: DropoutConfig::new(self.aux_dropout).init(),
-                    }
-                })
-                .collect()
-        } else {
-            Vec::new()
+        let avgpool = b.global_avg_pool("avgpool");
+        b.flatten("flatten");
+        b.elementwise("dropout", "dropout");
+        let fc = b.linear("fc", input.num_classes, Init::Default, 0.0);
+        let aux = match self.aux_classifiers {
+            true => aux_maps
+                .iter()
+                .enumerate()
+                .map(|(i, map)| self.aux_head(b, &format!("aux{}", i + 1), map, input))
+                .collect(),
+            false => Vec::new(),
         };
         GoogLeNet {
             stem,
             stages,
             aux,
             aux_weight: self.aux_weight,
-            avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            stage_pool: max_pool(3, 2, 0, true),
+            avgpool,
+            stage_pool: stage_pool.expect("the table has three stages"),
             dropout: DropoutConfig::new(self.dropout).init(),
-            fc: linear_layer(in_channels, input.num_classes, Init::Default, 0.0, device),
+            fc,
+        }
+    }
+}
+
+impl GoogLeNetConfig {
+    /// avg pool 5x5/3 -> conv 1x1 -> FC -> dropout -> FC, on the map `map`.
+    fn aux_head(
+        &self,
+        b: &mut NetBuilder,
+        name: &str,
+        map: &[usize; 3],
+        input: &ModelInput,
+    ) -> AuxClassifier {
+        let bn = self.batch_norm;
+        b.set_shape(map);
+        let pool = b.avg_pool(&format!("{name}.pool"), 5, 3);
+        let conv = ConvShape::new(map[0], scaled(128, self.width), 1);
+        let conv = ConvUnit::build(b, &format!("{name}.conv"), conv, bn, !bn);
+        b.flatten(&format!("{name}.flatten"));
+        let fc1 = b.linear(&format!("{name}.fc1"), scaled(1024, self.width), Init::He, 0.0);
+        b.elementwise(&format!("{name}.dropout"), "dropout");
+        AuxClassifier {
+            pool,
+            conv,
+            fc1,
+            fc2: b.linear(&format!("{name}.fc2"), input.num_classes, Init::Default, 0.0),
+            dropout: DropoutConfig::new(self.aux_dropout).init(),
         }
     }
 }
@@ -381,6 +273,40 @@ pub struct Inception {
 }
 
 impl Inception {
+    /// The four branches on the builder's current map (`inception{name}.branch{b}.{j}`, the
+    /// fourth after its pool), then the concatenation's row `inception{name}`.
+    fn build(b: &mut NetBuilder, row: &InceptionRow, bn: bool) -> Self {
+        let input_map = b.map();
+        let name = format!("inception{}", row.name);
+        let mut pool = None;
+        let mut outputs = Vec::new();
+        let branches = branch_convs(row, input_map[0]).map(|convs| {
+            b.set_shape(&input_map);
+            if outputs.len() == 3 {
+                pool = Some(b.max_pool(&format!("{name}.branch4.pool"), 3, 1, 1, false));
+            }
+            let branch = outputs.len() + 1;
+            let units = convs
+                .into_iter()
+                .enumerate()
+                .map(|(j, c)| ConvUnit::build(b, &format!("{name}.branch{branch}.{j}"), c, bn, !bn))
+                .collect();
+            outputs.push(b.map());
+            units
+        });
+        b.row(LayerSummary::concat(&name, &outputs));
+        let [branch1, branch2, branch3, branch4] = branches;
+        Self {
+            branch1,
+            branch2,
+            branch3,
+            branch4,
+            pool: pool.expect("the fourth branch pools"),
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[batch, in_channels, height, width]`; output: `[batch, out_channels, height, width]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let run = |units: &[ConvUnit], x: Tensor<4>| units.iter().fold(x, |x, u| u.forward(x));
         let pooled = self.pool.forward(x.clone());
@@ -407,6 +333,8 @@ pub struct AuxClassifier {
 }
 
 impl AuxClassifier {
+    /// # Shapes
+    /// - x: `[batch, channels, height, width]` (the 4a or 4d map); output: `[batch, num_classes]`
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.conv.forward(self.pool.forward(x)).flatten(1, 3);
         self.fc2
@@ -456,13 +384,16 @@ impl GoogLeNet {
         self.run(images, false).0
     }
 
+}
+
+impl ImageClassifier for GoogLeNet {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+
     /// Main logits and the training loss: cross-entropy of the main head plus `aux_weight`
     /// times each auxiliary head's (the heads are ignored at evaluation).
-    pub fn training_loss(
-        &self,
-        images: Tensor<4>,
-        targets: Tensor<1, Int>,
-    ) -> (Tensor<2>, Tensor<1>) {
+    fn training_loss(&self, images: Tensor<4>, targets: Tensor<1, Int>) -> (Tensor<2>, Tensor<1>) {
         let (logits, aux) = self.run(images, !self.aux.is_empty());
         let mut loss = cross_entropy(logits.clone(), targets.clone());
         for aux_logits in aux {
@@ -475,12 +406,12 @@ impl GoogLeNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::cnn::testing::{
-        fashion, imagenet, params_and_buffers, shape_of, total_params,
+    use crate::models::testing::{
+        built, fashion, imagenet, params_and_buffers, rows, shape_of, total_params,
     };
 
     fn params(config: &GoogLeNetConfig) -> usize {
-        total_params(&config.layers(&imagenet(224)))
+        total_params(&rows(config, &imagenet(224)))
     }
 
     #[test]
@@ -495,7 +426,7 @@ mod tests {
 
     #[test]
     fn maps_follow_the_paper() {
-        let rows = GoogLeNetConfig::default().layers(&imagenet(224));
+        let rows = rows(&GoogLeNetConfig::default(), &imagenet(224));
         let shape = |name: &str| shape_of(&rows, name);
         assert_eq!(shape("maxpool1"), [64, 56, 56]);
         assert_eq!(shape("maxpool2"), [192, 28, 28]);
@@ -517,9 +448,8 @@ mod tests {
             ..GoogLeNetConfig::default()
         };
         config.validate(&input).unwrap();
-        let rows = config.layers(&input);
+        let (model, rows) = built(&config, &input);
         let device = Device::flex();
-        let model = config.init(&input, &device);
         assert_eq!(model.num_params(), params_and_buffers(&rows));
         assert_eq!(
             model.forward(Tensor::zeros([2, 1, 28, 28], &device)).dims(),

@@ -3,12 +3,16 @@
 //! uniform or distance-weighted vote. Distances are computed on the device in blocks, so the
 //! full query x training distance matrix never exists in memory.
 
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{ImageClassifier, ModelInput};
-use crate::config::Invalid;
-use crate::summary::LayerSummary;
+use super::family::ImageClassifier;
+use crate::input::ModelInput;
+use crate::data::PreparedData;
+use crate::invalid::{positive, Invalid};
+use crate::summary::{LayerSummary, Summary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -54,25 +58,35 @@ impl Default for KnnConfig {
 }
 
 impl KnnConfig {
-    pub fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
-        for (key, v) in [
-            ("k", self.k),
-            ("train_block", self.block()),
-            ("l1_block_elements", self.l1_block_elements),
-        ] {
-            if v == 0 {
-                return Err((key.into(), "expected a positive integer, got 0".into()));
-            }
-        }
-        Ok(())
+    pub const KIND: &'static str = "knn";
+
+    pub fn validate(&self) -> Result<(), Invalid> {
+        positive("k", self.k)?;
+        positive("train_block", self.block())?;
+        positive("l1_block_elements", self.l1_block_elements)
     }
 
-    pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
-        let mut row = LayerSummary::flatten(input);
-        row.name = "memory".into();
+    /// One row: the stored training images.
+    pub fn summary(&self, input: &ModelInput) -> Summary {
+        let mut row = LayerSummary::flatten_map("memory", input.map());
         row.kind =
             format!("knn k={} {:?} {:?}", self.k, self.distance, self.weights).to_lowercase();
-        vec![row]
+        Summary::new(Self::KIND, *input, vec![row])
+    }
+
+    /// "Trains": stores the standardized training split of `data` on `device`, in blocks.
+    pub fn fit_on(&self, data: &PreparedData, device: &Device) -> KnnClassifier {
+        let rows = self.block();
+        let blocks = (0..data.train.len())
+            .step_by(rows)
+            .map(|start| {
+                let items = (start..(start + rows).min(data.train.len()))
+                    .map(|i| data.train.get(i).expect("in-memory"))
+                    .collect();
+                data.batcher.batch(items, device).images.flatten(1, 3)
+            })
+            .collect();
+        self.fit(blocks, data.train.labels().collect(), data.input.num_classes)
     }
 
     fn block(&self) -> usize {
@@ -112,11 +126,6 @@ impl KnnConfig {
             labels,
             num_classes,
         }
-    }
-
-    /// Rows per stored block.
-    pub fn block_rows(&self) -> usize {
-        self.block()
     }
 }
 

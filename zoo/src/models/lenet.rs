@@ -4,16 +4,17 @@
 //! maps (the paper's partial connection table is dropped, as in the notes' 61,706 count).
 
 use burn::nn::activation::Activation;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::{AvgPool2d, MaxPool2d};
+use burn::nn::Linear;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::mlp::ActivationKind;
-use super::ModelInput;
-use crate::config::Invalid;
-use crate::summary::LayerSummary;
+use super::builder::{ConvShape, Init, NetBuilder};
+use super::family::{ImageClassifier, ImageFamily};
+use crate::input::ModelInput;
+use crate::invalid::Invalid;
 
 /// The side LeNet-5 was designed for: smaller inputs are padded in conv1 to reach it.
 const DESIGN_SIDE: usize = 32;
@@ -52,87 +53,56 @@ impl LeNet5Config {
             .unwrap_or(DESIGN_SIDE.saturating_sub(input.height.min(input.width)) / 2)
     }
 
-    /// Length of the flattened feature map that enters fc1 (400 on 28x28 and 32x32).
-    fn flat_features(&self, input: &ModelInput) -> usize {
-        let rows = self.layers(input);
-        rows.iter()
-            .find(|l| l.name == "flatten")
-            .expect("LeNet-5 has a flatten row")
-            .output_shape[0]
+    /// A 2x2/2 pooling of the configured kind, with its row.
+    fn pool(&self, b: &mut NetBuilder, name: &str) -> Pool2d {
+        match self.pooling {
+            PoolKind::Max => Pool2d::Max(b.max_pool(name, 2, 2, 0, false)),
+            PoolKind::Avg => Pool2d::Avg(b.avg_pool(name, 2, 2)),
+        }
     }
+}
+
+impl ImageFamily for LeNet5Config {
+    const KINDS: &'static [&'static str] = &["lenet5"];
+    type Module = LeNet5;
 
     /// Checks that the input is large enough for two 5x5 convolutions and two poolings.
-    pub fn validate(&self, input: &ModelInput) -> Result<(), Invalid> {
+    fn validate(&self, input: &ModelInput) -> Result<(), Invalid> {
         let side = input.height.min(input.width) + 2 * self.padding(input);
         if side < 16 {
-            return Err((
-                "conv1_padding".into(),
+            return Err(Invalid::new(
+                "conv1_padding",
                 format!("LeNet-5 needs a padded input of at least 16x16, got {side}x{side}"),
             ));
         }
         Ok(())
     }
 
-    pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
-        let pool = match self.pooling {
-            PoolKind::Max => "maxpool",
-            PoolKind::Avg => "avgpool",
-        };
+    /// The notes' table: conv1, act1, pool1, conv2, act2, pool2, flatten, fc1..fc3 with
+    /// activations between; Burn's default (PyTorch's) initialization throughout.
+    fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> LeNet5 {
         let act = self.activation.name();
-        let mut rows = Vec::new();
-        let mut push = |row: LayerSummary| {
-            let shape = row.output_shape.clone();
-            rows.push(row);
-            shape
-        };
-        let conv1 = LayerSummary::conv2d(
-            "conv1",
-            [input.channels, input.height, input.width],
-            6,
-            5,
-            1,
-            self.padding(input),
-        );
-        let c1 = conv1.chw();
-        push(conv1);
-        push(LayerSummary::elementwise("act1", act, &c1));
-        let pool1 = LayerSummary::pool2d("pool1", pool, c1, 2, 2, 0, false);
-        let p1 = pool1.chw();
-        push(pool1);
-        let conv2 = LayerSummary::conv2d("conv2", p1, 16, 5, 1, 0);
-        let c2 = conv2.chw();
-        push(conv2);
-        push(LayerSummary::elementwise("act2", act, &c2));
-        let pool2 = LayerSummary::pool2d("pool2", pool, c2, 2, 2, 0, false);
-        let p2 = pool2.chw();
-        push(pool2);
-        push(LayerSummary::flatten_map("flatten", p2));
-        let flat = p2.iter().product();
-        push(LayerSummary::linear("fc1", flat, 120));
-        push(LayerSummary::elementwise("act3", act, &[120]));
-        push(LayerSummary::linear("fc2", 120, 84));
-        push(LayerSummary::elementwise("act4", act, &[84]));
-        push(LayerSummary::linear("fc3", 84, input.num_classes));
-        rows
-    }
-
-    pub fn init(&self, input: &ModelInput, device: &Device) -> LeNet5 {
-        let p = self.padding(input);
-        let pool = || match self.pooling {
-            PoolKind::Max => Pool2d::Max(MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init()),
-            PoolKind::Avg => Pool2d::Avg(AvgPool2dConfig::new([2, 2]).init()),
-        };
+        let conv1 = ConvShape::new(input.channels, 6, 5).padding(self.padding(input));
+        let conv1 = b.conv("conv1", conv1, true, Init::Default);
+        b.elementwise("act1", act);
+        let pool1 = self.pool(b, "pool1");
+        let conv2 = b.conv("conv2", ConvShape::new(6, 16, 5), true, Init::Default);
+        b.elementwise("act2", act);
+        let pool2 = self.pool(b, "pool2");
+        b.flatten("flatten");
+        let fc1 = b.linear("fc1", 120, Init::Default, 0.0);
+        b.elementwise("act3", act);
+        let fc2 = b.linear("fc2", 84, Init::Default, 0.0);
+        b.elementwise("act4", act);
         LeNet5 {
-            conv1: Conv2dConfig::new([input.channels, 6], [5, 5])
-                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
-                .init(device),
-            pool1: pool(),
-            conv2: Conv2dConfig::new([6, 16], [5, 5]).init(device),
-            pool2: pool(),
-            fc1: LinearConfig::new(self.flat_features(input), 120).init(device),
-            fc2: LinearConfig::new(120, 84).init(device),
-            fc3: LinearConfig::new(84, input.num_classes).init(device),
-            activation: self.activation.build(device),
+            conv1,
+            pool1,
+            conv2,
+            pool2,
+            fc1,
+            fc2,
+            fc3: b.linear("fc3", input.num_classes, Init::Default, 0.0),
+            activation: self.activation.build(b.device()),
         }
     }
 }
@@ -164,6 +134,12 @@ pub struct LeNet5 {
     pub activation: Activation,
 }
 
+impl ImageClassifier for LeNet5 {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+}
+
 impl LeNet5 {
     /// # Shapes
     /// - images: `[batch, channels, 28, 28]` (or 32x32)
@@ -182,18 +158,11 @@ impl LeNet5 {
 mod tests {
     use super::*;
 
-    fn fashion_input() -> ModelInput {
-        ModelInput {
-            channels: 1,
-            height: 28,
-            width: 28,
-            num_classes: 10,
-        }
-    }
+    use crate::models::testing::{built, fashion as fashion_input, rows};
 
     #[test]
     fn notes_table_on_28x28() {
-        let rows = LeNet5Config::default().layers(&fashion_input());
+        let rows = rows(&LeNet5Config::default(), &fashion_input());
         let shaped: Vec<(String, Vec<usize>, usize, usize)> = rows
             .iter()
             .filter(|r| !r.name.starts_with("act"))
@@ -221,13 +190,14 @@ mod tests {
     #[test]
     fn built_module_matches_the_table() {
         let device = Device::flex();
+        let init = |config: &LeNet5Config, input: &ModelInput| built(config, input).0;
         for pooling in [PoolKind::Max, PoolKind::Avg] {
             let config = LeNet5Config {
                 pooling,
                 activation: ActivationKind::Tanh,
                 conv1_padding: None,
             };
-            let model = config.init(&fashion_input(), &device);
+            let model = init(&config, &fashion_input());
             assert_eq!(model.num_params(), 61_706);
             let out = model.forward(Tensor::zeros([2, 1, 28, 28], &device));
             assert_eq!(out.dims(), [2, 10]);
@@ -238,7 +208,7 @@ mod tests {
             width: 32,
             ..fashion_input()
         };
-        let model = LeNet5Config::default().init(&input, &device);
+        let model = init(&LeNet5Config::default(), &input);
         assert_eq!(model.num_params(), 61_706);
         assert_eq!(
             model.forward(Tensor::zeros([1, 1, 32, 32], &device)).dims(),

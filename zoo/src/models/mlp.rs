@@ -2,13 +2,14 @@
 //! linear -> [batch norm] -> activation -> [dropout], then a linear head.
 
 use burn::nn::activation::{Activation, ActivationConfig, EluConfig, LeakyReluConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear};
+use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{linear_layer, Init, ModelInput};
-use crate::config::Invalid;
-use crate::summary::LayerSummary;
+use super::builder::{Init, NetBuilder};
+use super::family::{ImageClassifier, ImageFamily};
+use crate::input::ModelInput;
+use crate::invalid::{probability, Invalid};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -71,74 +72,43 @@ impl Default for MlpConfig {
     }
 }
 
-impl MlpConfig {
-    pub fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
+impl ImageFamily for MlpConfig {
+    const KINDS: &'static [&'static str] = &["mlp"];
+    type Module = Mlp;
+
+    fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
         if let Some(i) = self.hidden.iter().position(|&h| h == 0) {
-            return Err((
+            return Err(Invalid::new(
                 format!("hidden[{i}]"),
-                "expected a positive width, got 0".into(),
+                "expected a positive width, got 0",
             ));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err((
-                "dropout".into(),
-                format!("expected a probability in [0, 1), got {}", self.dropout),
-            ));
-        }
-        Ok(())
+        probability("dropout", self.dropout)
     }
 
-    pub fn init(&self, input: &ModelInput, device: &Device) -> Mlp {
-        let mut d_in = input.flat_size();
+    fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> Mlp {
+        b.flatten("flatten");
         let mut hidden = Vec::new();
-        for &width in &self.hidden {
-            hidden.push(MlpBlock {
-                linear: linear_layer(d_in, width, self.init, self.init_std, device),
-                norm: self
-                    .batch_norm
-                    .then(|| BatchNormConfig::new(width).init(device)),
-                activation: self.activation.build(device),
-                dropout: (self.dropout > 0.0).then(|| DropoutConfig::new(self.dropout).init()),
+        for (i, &width) in self.hidden.iter().enumerate() {
+            let name = |part: &str| format!("hidden.{i}.{part}");
+            let linear = b.linear(&name("linear"), width, self.init, self.init_std);
+            let norm = self.batch_norm.then(|| b.batch_norm(&name("norm")));
+            b.elementwise(&name("activation"), self.activation.name());
+            let dropout = (self.dropout > 0.0).then(|| {
+                b.elementwise(&name("dropout"), &format!("dropout p={}", self.dropout));
+                DropoutConfig::new(self.dropout).init()
             });
-            d_in = width;
+            hidden.push(MlpBlock {
+                linear,
+                norm,
+                activation: self.activation.build(b.device()),
+                dropout,
+            });
         }
         Mlp {
             hidden,
-            head: linear_layer(d_in, input.num_classes, self.init, self.init_std, device),
+            head: b.linear("head", input.num_classes, self.init, self.init_std),
         }
-    }
-
-    pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
-        let mut rows = vec![LayerSummary::flatten(input)];
-        let mut d_in = input.flat_size();
-        for (i, &width) in self.hidden.iter().enumerate() {
-            rows.push(LayerSummary::linear(
-                &format!("hidden.{i}.linear"),
-                d_in,
-                width,
-            ));
-            if self.batch_norm {
-                rows.push(LayerSummary::batch_norm(
-                    &format!("hidden.{i}.norm"),
-                    &[width],
-                ));
-            }
-            rows.push(LayerSummary::elementwise(
-                &format!("hidden.{i}.activation"),
-                self.activation.name(),
-                &[width],
-            ));
-            if self.dropout > 0.0 {
-                rows.push(LayerSummary::elementwise(
-                    &format!("hidden.{i}.dropout"),
-                    &format!("dropout p={}", self.dropout),
-                    &[width],
-                ));
-            }
-            d_in = width;
-        }
-        rows.push(LayerSummary::linear("head", d_in, input.num_classes));
-        rows
     }
 }
 
@@ -154,6 +124,12 @@ pub struct MlpBlock {
 pub struct Mlp {
     pub hidden: Vec<MlpBlock>,
     pub head: Linear,
+}
+
+impl ImageClassifier for Mlp {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
 }
 
 impl Mlp {
@@ -173,5 +149,25 @@ impl Mlp {
             }
         }
         self.head.forward(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::testing::{built, fashion, params_and_buffers};
+
+    #[test]
+    fn module_matches_its_table() {
+        let config = MlpConfig {
+            hidden: vec![32, 16],
+            batch_norm: true,
+            dropout: 0.2,
+            ..MlpConfig::default()
+        };
+        let (model, rows) = built(&config, &fashion());
+        assert_eq!(model.num_params(), params_and_buffers(&rows));
+        assert_eq!(rows[1].name, "hidden.0.linear");
+        assert_eq!(rows.last().unwrap().output_shape, [10]);
     }
 }

@@ -2,17 +2,20 @@
 //! optionally bidirectional, with dropout between layers, read out by the last hidden state
 //! (both directions' final states when bidirectional) or the mean over time, into a linear
 //! head. Images are read as sequences of rows: 28 steps of 28 features for Fashion-MNIST.
-//! All cells are Burn's (`Lstm`, `Gru`, `Rnn` and their bidirectional forms).
+//! All cells are Burn's (`Lstm`, `Gru`, `Rnn` and their bidirectional forms). The kind is
+//! `recurrent`; `lstm`, its first name, is still read.
 
 use burn::nn::{
     BiGru, BiGruConfig, BiLstm, BiLstmConfig, BiRnn, BiRnnConfig, Dropout, DropoutConfig, Gru,
-    GruConfig, Linear, LinearConfig, Lstm, LstmConfig, LstmState, Rnn, RnnConfig, RnnState,
+    GruConfig, Linear, Lstm, LstmConfig, LstmState, Rnn, RnnConfig, RnnState,
 };
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::ModelInput;
-use crate::config::Invalid;
+use super::builder::{Init, NetBuilder};
+use super::family::{ImageClassifier, ImageFamily};
+use crate::input::ModelInput;
+use crate::invalid::{probability, Invalid};
 use crate::summary::LayerSummary;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,39 +72,25 @@ impl Default for RecurrentConfig {
     }
 }
 
-impl RecurrentConfig {
-    fn directions(&self) -> usize {
-        if self.bidirectional {
-            2
-        } else {
-            1
-        }
-    }
+impl ImageFamily for RecurrentConfig {
+    const KINDS: &'static [&'static str] = &["recurrent"];
+    const ALIASES: &'static [&'static str] = &["lstm"];
+    type Module = RecurrentClassifier;
 
-    /// (steps, features per step) of an image read row by row.
-    fn sequence_shape(input: &ModelInput) -> (usize, usize) {
-        (input.height, input.channels * input.width)
-    }
-
-    pub fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
+    fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
         if self.hidden == 0 {
-            return Err(("hidden".into(), "expected a positive width, got 0".into()));
+            return Err(Invalid::new("hidden", "expected a positive width, got 0"));
         }
         if self.layers == 0 {
-            return Err(("layers".into(), "expected at least one layer, got 0".into()));
+            return Err(Invalid::new("layers", "expected at least one layer, got 0"));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err((
-                "dropout".into(),
-                format!("expected a probability in [0, 1), got {}", self.dropout),
-            ));
-        }
-        Ok(())
+        probability("dropout", self.dropout)
     }
 
-    pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
-        let (steps, features) = Self::sequence_shape(input);
-        let mut rows = vec![LayerSummary {
+    fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> RecurrentClassifier {
+        // An image read row by row: `height` steps of `channels * width` features.
+        let (steps, features) = (input.height, input.channels * input.width);
+        b.row(LayerSummary {
             name: "rows".into(),
             kind: "image rows as a sequence".into(),
             hyper: format!("{steps} steps x {features}"),
@@ -109,40 +98,18 @@ impl RecurrentConfig {
             params: 0,
             buffers: 0,
             macs: 0,
-        }];
-        rows.extend(recurrent_rows(
-            self.cell,
-            features,
-            self.hidden,
-            self.layers,
-            self.bidirectional,
-            steps,
-        ));
-        let width = self.hidden * self.directions();
+        });
+        let layers = recurrent_layers(b, self.cell, self.hidden, self.layers, self.bidirectional);
         let readout = match self.readout {
             Readout::Last => "last hidden state",
             Readout::Mean => "mean over time",
         };
-        rows.push(LayerSummary::elementwise("readout", readout, &[width]));
-        rows.push(LayerSummary::linear("head", width, input.num_classes));
-        rows
-    }
-
-    pub fn init(&self, input: &ModelInput, device: &Device) -> RecurrentClassifier {
-        let (_, features) = Self::sequence_shape(input);
-        let layers = build_layers(
-            self.cell,
-            features,
-            self.hidden,
-            self.layers,
-            self.bidirectional,
-            device,
-        );
-        let d_in = self.hidden * self.directions();
+        let width = self.hidden * if self.bidirectional { 2 } else { 1 };
+        b.row(LayerSummary::elementwise("readout", readout, &[width]));
         RecurrentClassifier {
             layers,
             dropout: (self.dropout > 0.0).then(|| DropoutConfig::new(self.dropout).init()),
-            head: LinearConfig::new(d_in, input.num_classes).init(device),
+            head: b.linear("head", input.num_classes, Init::Default, 0.0),
             hidden: self.hidden,
             bidirectional: self.bidirectional,
             readout: self.readout,
@@ -150,71 +117,42 @@ impl RecurrentConfig {
     }
 }
 
-/// The summary rows of `layers` stacked recurrent layers over `steps` steps of `d_in` features.
-pub fn recurrent_rows(
+/// `layers` stacked recurrent layers of `cell` over the builder's `[steps, features]`, each
+/// with its row: `recurrent.0`, `recurrent.1`, ...
+pub fn recurrent_layers(
+    b: &mut NetBuilder,
     cell: Cell,
-    d_in: usize,
     hidden: usize,
     layers: usize,
     bidirectional: bool,
-    steps: usize,
-) -> Vec<LayerSummary> {
+) -> Vec<RecurrentLayer> {
     let directions = if bidirectional { 2 } else { 1 };
     let name = format!("{}{:?}", if bidirectional { "bi" } else { "" }, cell).to_lowercase();
-    let mut rows = Vec::new();
-    let mut d_in = d_in;
-    for l in 0..layers {
-        // Each gate has an input and a hidden-state linear map, each with a bias (as PyTorch).
-        let per_direction = cell.gates() * (d_in * hidden + hidden + hidden * hidden + hidden);
-        rows.push(LayerSummary {
-            name: format!("recurrent.{l}"),
-            kind: name.clone(),
-            hyper: format!("{d_in} -> {hidden}"),
-            output_shape: vec![steps, hidden * directions],
-            params: per_direction * directions,
-            buffers: 0,
-            macs: steps * directions * cell.gates() * (d_in + hidden) * hidden,
-        });
-        d_in = hidden * directions;
-    }
-    rows
-}
-
-/// `layers` stacked recurrent layers of `cell`, the first reading `d_in` features.
-pub fn build_layers(
-    cell: Cell,
-    d_in: usize,
-    hidden: usize,
-    layers: usize,
-    bidirectional: bool,
-    device: &Device,
-) -> Vec<RecurrentLayer> {
-    let mut d_in = d_in;
     (0..layers)
-        .map(|_| {
-            let h = hidden;
-            let layer = match (cell, bidirectional) {
-                (Cell::Lstm, false) => {
-                    RecurrentLayer::Lstm(LstmConfig::new(d_in, h, true).init(device))
-                }
-                (Cell::Lstm, true) => {
-                    RecurrentLayer::BiLstm(BiLstmConfig::new(d_in, h, true).init(device))
-                }
-                (Cell::Gru, false) => {
-                    RecurrentLayer::Gru(GruConfig::new(d_in, h, true).init(device))
-                }
-                (Cell::Gru, true) => {
-                    RecurrentLayer::BiGru(BiGruConfig::new(d_in, h, true).init(device))
-                }
-                (Cell::Rnn, false) => {
-                    RecurrentLayer::Rnn(RnnConfig::new(d_in, h, true).init(device))
-                }
-                (Cell::Rnn, true) => {
-                    RecurrentLayer::BiRnn(BiRnnConfig::new(d_in, h, true).init(device))
-                }
+        .map(|l| {
+            let [steps, d_in] = b.shape()[..] else {
+                panic!("recurrent layers read [steps, features], got {:?}", b.shape())
             };
-            d_in = if bidirectional { 2 * h } else { h };
-            layer
+            // Each gate has an input and a hidden-state linear map, each with a bias (as PyTorch).
+            let per_direction = cell.gates() * (d_in * hidden + hidden + hidden * hidden + hidden);
+            b.row(LayerSummary {
+                name: format!("recurrent.{l}"),
+                kind: name.clone(),
+                hyper: format!("{d_in} -> {hidden}"),
+                output_shape: vec![steps, hidden * directions],
+                params: per_direction * directions,
+                buffers: 0,
+                macs: steps * directions * cell.gates() * (d_in + hidden) * hidden,
+            });
+            let (h, device) = (hidden, b.device());
+            match (cell, bidirectional) {
+                (Cell::Lstm, false) => RecurrentLayer::Lstm(LstmConfig::new(d_in, h, true).init(device)),
+                (Cell::Lstm, true) => RecurrentLayer::BiLstm(BiLstmConfig::new(d_in, h, true).init(device)),
+                (Cell::Gru, false) => RecurrentLayer::Gru(GruConfig::new(d_in, h, true).init(device)),
+                (Cell::Gru, true) => RecurrentLayer::BiGru(BiGruConfig::new(d_in, h, true).init(device)),
+                (Cell::Rnn, false) => RecurrentLayer::Rnn(RnnConfig::new(d_in, h, true).init(device)),
+                (Cell::Rnn, true) => RecurrentLayer::BiRnn(BiRnnConfig::new(d_in, h, true).init(device)),
+            }
         })
         .collect()
 }
@@ -314,6 +252,12 @@ pub struct RecurrentClassifier {
     pub readout: Readout,
 }
 
+impl ImageClassifier for RecurrentClassifier {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+}
+
 impl RecurrentClassifier {
     /// # Shapes
     /// - images: `[batch, channels, height, width]`, read as `height` steps of `channels * width`
@@ -350,25 +294,16 @@ impl RecurrentClassifier {
 mod tests {
     use super::*;
 
-    fn rows_input() -> ModelInput {
-        ModelInput {
-            channels: 1,
-            height: 28,
-            width: 28,
-            num_classes: 10,
-        }
-    }
+    use crate::models::testing::{built, fashion as rows_input, rows};
 
     #[test]
     fn lstm_128_has_pytorchs_count_plus_the_head() {
         let config = RecurrentConfig::default();
-        let total: usize = config.layers(&rows_input()).iter().map(|l| l.params).sum();
+        let (model, rows) = built(&config, &rows_input());
+        let total: usize = rows.iter().map(|l| l.params).sum();
         // nn.LSTM(28, 128) has 80,896 parameters; the head 128 * 10 + 10.
         assert_eq!(total, 80_896 + 1_290);
-        assert_eq!(
-            config.init(&rows_input(), &Device::flex()).num_params(),
-            total
-        );
+        assert_eq!(model.num_params(), total);
     }
 
     #[test]
@@ -391,9 +326,10 @@ mod tests {
                         readout,
                     };
                     let expected: usize =
-                        config.layers(&rows_input()).iter().map(|l| l.params).sum();
+                        rows(&config, &rows_input()).iter().map(|l| l.params).sum();
                     let ad = device.clone().autodiff();
-                    let model = config.init(&rows_input(), &ad);
+                    let mut b = NetBuilder::new(&rows_input().map(), &ad);
+                    let model = config.build(&rows_input(), &mut b);
                     assert_eq!(
                         model.num_params(),
                         expected,

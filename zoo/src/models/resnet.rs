@@ -7,15 +7,17 @@
 //! that torchvision's `downsample.0` / `downsample.1` are `downsample.conv` / `downsample.bn`.
 
 use burn::nn::conv::Conv2d;
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear};
+use burn::nn::pool::{AdaptiveAvgPool2d, MaxPool2d};
+use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
-use super::cnn::{max_pool, scaled, too_small, validate_width, ConvShape, Rows, Stem};
-use super::{linear_layer, Init, ModelInput};
-use crate::config::Invalid;
+use super::cnn::{scaled, validate_width, Stem};
+use super::builder::{ConvShape, Init, NetBuilder};
+use super::family::{ImageClassifier, ImageFamily};
+use crate::input::ModelInput;
+use crate::invalid::Invalid;
 use crate::summary::LayerSummary;
 
 /// Two 3x3 convolutions (ResNet-18/34), or 1x1 -> 3x3 -> 1x1 with a 4x wider output (50+).
@@ -156,11 +158,16 @@ impl ResNetConfig {
             Stem::Small => ConvShape::new(input.channels, self.stem_channels(), 3).same(),
         }
     }
+}
 
-    pub fn validate(&self, input: &ModelInput) -> Result<(), Invalid> {
+impl ImageFamily for ResNetConfig {
+    const KINDS: &'static [&'static str] = &["resnet"];
+    type Module = ResNet;
+
+    fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
         if self.blocks.is_none() && paper_depth(self.depth).is_none() {
-            return Err((
-                "depth".into(),
+            return Err(Invalid::new(
+                "depth",
                 format!(
                     "expected 18, 34, 50, 101 or 152 (or `blocks`), got {}",
                     self.depth
@@ -168,96 +175,47 @@ impl ResNetConfig {
             ));
         }
         if self.layout().1.contains(&0) {
-            return Err((
-                "blocks".into(),
-                "every stage needs at least one block".into(),
+            return Err(Invalid::new(
+                "blocks",
+                "every stage needs at least one block",
             ));
         }
-        validate_width(self.width)?;
-        let rows = self.summary_rows(input);
-        too_small(&rows, [input.channels, input.height, input.width])
+        validate_width(self.width)
     }
 
-    fn summary_rows(&self, input: &ModelInput) -> Rows {
-        let mut rows = Rows::new([input.channels, input.height, input.width]);
-        rows.conv("conv1", self.stem_conv(input), false);
-        rows.batch_norm("bn1");
-        let out = rows.shape;
-        rows.push(LayerSummary::elementwise("relu", "relu", &out));
-        if self.stem == Stem::Imagenet {
-            rows.max_pool("maxpool", 3, 2, 1, false);
-        }
-        for (stage, blocks) in self.stages().iter().enumerate() {
-            for (i, block) in blocks.iter().enumerate() {
-                let prefix = format!("layer{}.{i}", stage + 1);
-                let block_input = rows.shape;
-                for (name, conv) in block.convs() {
-                    rows.conv(&format!("{prefix}.{name}"), conv, false);
-                    rows.batch_norm(&format!("{prefix}.{}", name.replace("conv", "bn")));
-                }
-                let out = rows.shape;
-                if block.needs_projection() {
-                    rows.shape = block_input;
-                    rows.conv(
-                        &format!("{prefix}.downsample.conv"),
-                        block.projection(),
-                        false,
-                    );
-                    rows.batch_norm(&format!("{prefix}.downsample.bn"));
-                }
-                rows.push(LayerSummary::elementwise(
-                    &format!("{prefix}.add"),
-                    "add+relu",
-                    &out,
-                ));
-            }
-        }
-        rows.push(LayerSummary::global_avg_pool("avgpool", rows.shape));
-        rows.push(LayerSummary::flatten_map("flatten", rows.shape));
-        rows
-    }
-
-    pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
-        let mut rows = self.summary_rows(input);
-        rows.push(LayerSummary::linear(
-            "fc",
-            self.out_channels(),
-            input.num_classes,
-        ));
-        rows.rows
-    }
-
-    /// Channels that reach the average pool.
-    fn out_channels(&self) -> usize {
-        self.stages()[3]
-            .last()
-            .map_or(self.stem_channels(), |b| b.out_channels())
-    }
-
-    pub fn init(&self, input: &ModelInput, device: &Device) -> ResNet {
-        let stem = self.stem_conv(input);
-        let [layer1, layer2, layer3, layer4] = self.stages().map(|blocks| {
+    /// conv1, bn1, relu, [maxpool], `layer{s}.{i}` blocks (their projection rows after the
+    /// main path's), the average pool and fc.
+    fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> ResNet {
+        let conv1 = b.conv("conv1", self.stem_conv(input), false, Init::He);
+        let bn1 = b.batch_norm("bn1");
+        b.elementwise("relu", "relu");
+        let maxpool = (self.stem == Stem::Imagenet).then(|| b.max_pool("maxpool", 3, 2, 1, false));
+        let [layer1, layer2, layer3, layer4] = self.stages();
+        let mut stage = |s: usize, blocks: Vec<BlockShape>| -> Vec<ResidualBlock> {
             blocks
                 .iter()
-                .map(|b| ResidualBlock::new(b, device))
+                .enumerate()
+                .map(|(i, block)| ResidualBlock::build(b, &format!("layer{s}.{i}"), block))
                 .collect()
-        });
+        };
+        let (layer1, layer2, layer3, layer4) = (
+            stage(1, layer1),
+            stage(2, layer2),
+            stage(3, layer3),
+            stage(4, layer4),
+        );
+        let avgpool = b.global_avg_pool("avgpool");
+        b.flatten("flatten");
         ResNet {
-            conv1: stem.conv(false, device),
-            bn1: BatchNormConfig::new(stem.out_channels).init(device),
-            maxpool: (self.stem == Stem::Imagenet).then(|| max_pool(3, 2, 1, false)),
+            conv1,
+            bn1,
+            maxpool,
             layer1,
             layer2,
             layer3,
             layer4,
-            avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            fc: linear_layer(
-                self.out_channels(),
-                input.num_classes,
-                Init::Default,
-                0.0,
-                device,
-            ),
+            avgpool,
+            fc: b.linear("fc", input.num_classes, Init::Default, 0.0),
         }
     }
 }
@@ -283,28 +241,41 @@ pub struct ResidualBlock {
 }
 
 impl ResidualBlock {
-    fn new(shape: &BlockShape, device: &Device) -> Self {
-        let convs = shape.convs();
-        let conv = |i: usize| convs.get(i).map(|(_, c)| c.conv(false, device));
-        let bn = |i: usize| {
-            convs
-                .get(i)
-                .map(|(_, c)| BatchNormConfig::new(c.out_channels).init(device))
-        };
+    /// The block's rows `{name}.conv1`, `{name}.bn1`, ..., the projection's, and `{name}.add`.
+    fn build(b: &mut NetBuilder, name: &str, shape: &BlockShape) -> Self {
+        let block_input = b.map();
+        let mut convs = Vec::new();
+        for (conv_name, conv) in shape.convs() {
+            let c = b.conv(&format!("{name}.{conv_name}"), conv, false, Init::He);
+            let bn = b.batch_norm(&format!("{name}.{}", conv_name.replace("conv", "bn")));
+            convs.push((c, bn));
+        }
+        let out = b.map();
+        let downsample = shape.needs_projection().then(|| {
+            b.set_shape(&block_input);
+            Downsample {
+                conv: b.conv(&format!("{name}.downsample.conv"), shape.projection(), false, Init::He),
+                bn: b.batch_norm(&format!("{name}.downsample.bn")),
+            }
+        });
+        b.row(LayerSummary::elementwise(&format!("{name}.add"), "add+relu", &out));
+        let mut convs = convs.into_iter();
+        let (conv1, bn1) = convs.next().expect("every block has conv1");
+        let (conv2, bn2) = convs.next().expect("every block has conv2");
+        let (conv3, bn3) = convs.next().unzip();
         Self {
-            conv1: conv(0).expect("every block has conv1"),
-            bn1: bn(0).expect("every block has bn1"),
-            conv2: conv(1).expect("every block has conv2"),
-            bn2: bn(1).expect("every block has bn2"),
-            conv3: conv(2),
-            bn3: bn(2),
-            downsample: shape.needs_projection().then(|| Downsample {
-                conv: shape.projection().conv(false, device),
-                bn: BatchNormConfig::new(shape.out_channels()).init(device),
-            }),
+            conv1,
+            bn1,
+            conv2,
+            bn2,
+            conv3,
+            bn3,
+            downsample,
         }
     }
 
+    /// # Shapes
+    /// - x: `[batch, in_channels, height, width]`; output: `[batch, out_channels, height', width']`
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut = match &self.downsample {
             Some(d) => d.bn.forward(d.conv.forward(x.clone())),
@@ -334,6 +305,12 @@ pub struct ResNet {
     pub fc: Linear,
 }
 
+impl ImageClassifier for ResNet {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+}
+
 impl ResNet {
     /// # Shapes
     /// - images: `[batch, channels, height, width]`
@@ -359,8 +336,8 @@ impl ResNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::cnn::testing::{
-        fashion, imagenet, params_and_buffers, shape_of, total_params,
+    use crate::models::testing::{
+        built, fashion, imagenet, params_and_buffers, rows, shape_of, total_params,
     };
 
     #[test]
@@ -377,7 +354,7 @@ mod tests {
                 ..ResNetConfig::default()
             };
             assert_eq!(
-                total_params(&config.layers(&imagenet(224))),
+                total_params(&rows(&config, &imagenet(224))),
                 expected,
                 "ResNet-{depth}"
             );
@@ -386,7 +363,7 @@ mod tests {
 
     #[test]
     fn stages_halve_the_map() {
-        let rows = ResNetConfig::default().layers(&imagenet(224));
+        let rows = rows(&ResNetConfig::default(), &imagenet(224));
         assert_eq!(shape_of(&rows, "maxpool"), [64, 56, 56]);
         assert_eq!(shape_of(&rows, "layer2.0.add"), [128, 28, 28]);
         assert_eq!(shape_of(&rows, "layer4.1.add"), [512, 7, 7]);
@@ -404,8 +381,7 @@ mod tests {
                 ..ResNetConfig::default()
             };
             config.validate(&input).unwrap();
-            let rows = config.layers(&input);
-            let model = config.init(&input, &device);
+            let (model, rows) = built(&config, &input);
             assert_eq!(
                 model.num_params(),
                 params_and_buffers(&rows),

@@ -7,17 +7,17 @@
 //! is the identity (the maps are already 7x7), and smaller inputs flatten what they have.
 
 use burn::nn::pool::MaxPool2d;
-use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::nn::{Dropout, Linear};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cnn::{
-    classifier_forward, classifier_layers, classifier_rows, max_pool, scaled, too_small,
-    validate_dropout, validate_width, ConvShape, ConvUnit, DropoutPlace, Rows,
+    classifier_forward, scaled, validate_width, ClassifierHead, ConvUnit, DropoutPlace,
 };
-use super::ModelInput;
-use crate::config::Invalid;
-use crate::summary::LayerSummary;
+use super::builder::{ConvShape, NetBuilder};
+use super::family::{ImageClassifier, ImageFamily};
+use crate::input::ModelInput;
+use crate::invalid::{probability, Invalid};
 
 /// One entry of the channel list: a 3x3 convolution with this many channels, or "M" for a
 /// 2x2/2 max pool.
@@ -142,11 +142,16 @@ impl VggConfig {
             .map(|&w| scaled(w, self.width))
             .collect()
     }
+}
 
-    pub fn validate(&self, input: &ModelInput) -> Result<(), Invalid> {
+impl ImageFamily for VggConfig {
+    const KINDS: &'static [&'static str] = &["vgg"];
+    type Module = Vgg;
+
+    fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
         if self.layers.is_none() && ![11, 13, 16, 19].contains(&self.depth) {
-            return Err((
-                "depth".into(),
+            return Err(Invalid::new(
+                "depth",
                 format!(
                     "expected 11, 13, 16 or 19 (or a `layers` list), got {}",
                     self.depth
@@ -154,68 +159,44 @@ impl VggConfig {
             ));
         }
         if !self.items().iter().any(|i| matches!(i, C(_))) {
-            return Err(("layers".into(), "expected at least one convolution".into()));
+            return Err(Invalid::new("layers", "expected at least one convolution"));
         }
         validate_width(self.width)?;
-        validate_dropout("dropout", self.dropout)?;
-        too_small(
-            &self.feature_rows(input),
-            [input.channels, input.height, input.width],
-        )
+        probability("dropout", self.dropout)
     }
 
-    fn feature_rows(&self, input: &ModelInput) -> Rows {
-        let mut rows = Rows::new([input.channels, input.height, input.width]);
+    /// `conv{n}` units and `pool{n}` pools from the channel list, then the head (dropout after
+    /// each hidden ReLU).
+    fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> Vgg {
         let (mut conv, mut pool) = (0, 0);
-        for item in self.items() {
-            match item {
-                C(channels) => {
-                    conv += 1;
-                    let shape = ConvShape::new(rows.shape[0], channels, 3).same();
-                    rows.conv_unit(&format!("conv{conv}"), shape, self.batch_norm, true);
-                }
-                P(_) => {
-                    pool += 1;
-                    rows.max_pool(&format!("pool{pool}"), 2, 2, 0, self.ceil_mode);
-                }
-            }
-        }
-        rows
-    }
-
-    pub fn layers(&self, input: &ModelInput) -> Vec<LayerSummary> {
-        let mut rows = self.feature_rows(input);
-        classifier_rows(
-            &mut rows,
-            &self.hidden(),
-            input.num_classes,
-            DropoutPlace::AfterHidden,
-        );
-        rows.rows
-    }
-
-    pub fn init(&self, input: &ModelInput, device: &Device) -> Vgg {
-        let mut in_channels = input.channels;
         let features = self
             .items()
             .into_iter()
             .map(|item| match item {
                 C(channels) => {
-                    let shape = ConvShape::new(in_channels, channels, 3).same();
-                    in_channels = channels;
-                    VggLayer::Conv(ConvUnit::new(shape, self.batch_norm, true, device))
+                    conv += 1;
+                    let shape = ConvShape::new(b.map()[0], channels, 3).same();
+                    let name = format!("conv{conv}");
+                    VggLayer::Conv(ConvUnit::build(b, &name, shape, self.batch_norm, true))
                 }
-                P(_) => VggLayer::Pool(max_pool(2, 2, 0, self.ceil_mode)),
+                P(_) => {
+                    pool += 1;
+                    VggLayer::Pool(b.max_pool(&format!("pool{pool}"), 2, 2, 0, self.ceil_mode))
+                }
             })
             .collect();
-        let features_out: usize = self.feature_rows(input).shape.iter().product();
-        let (hidden, fc) =
-            classifier_layers(features_out, &self.hidden(), input.num_classes, device);
+        let head = ClassifierHead::build(
+            b,
+            &self.hidden(),
+            input.num_classes,
+            self.dropout,
+            DropoutPlace::AfterHidden,
+        );
         Vgg {
             features,
-            hidden,
-            fc,
-            dropout: DropoutConfig::new(self.dropout).init(),
+            hidden: head.hidden,
+            fc: head.fc,
+            dropout: head.dropout,
         }
     }
 }
@@ -232,6 +213,12 @@ pub struct Vgg {
     pub hidden: Vec<Linear>,
     pub fc: Linear,
     pub dropout: Dropout,
+}
+
+impl ImageClassifier for Vgg {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
 }
 
 impl Vgg {
@@ -259,12 +246,12 @@ impl Vgg {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::cnn::testing::{
-        fashion, imagenet, params_and_buffers, shape_of, total_params,
+    use crate::models::testing::{
+        built, fashion, imagenet, params_and_buffers, rows, shape_of, total_params,
     };
 
     fn params(config: &VggConfig) -> usize {
-        total_params(&config.layers(&imagenet(224)))
+        total_params(&rows(config, &imagenet(224)))
     }
 
     #[test]
@@ -287,7 +274,7 @@ mod tests {
 
     #[test]
     fn five_pools_reach_7x7_at_224() {
-        let rows = VggConfig::default().layers(&imagenet(224));
+        let rows = rows(&VggConfig::default(), &imagenet(224));
         assert_eq!(shape_of(&rows, "flatten"), [7 * 7 * 512]);
     }
 
@@ -314,9 +301,8 @@ mod tests {
             ..VggConfig::default()
         };
         config.validate(&input).unwrap();
-        let rows = config.layers(&input);
+        let (model, rows) = built(&config, &input);
         let device = Device::flex();
-        let model = config.init(&input, &device);
         assert_eq!(model.num_params(), params_and_buffers(&rows));
         assert_eq!(
             model.forward(Tensor::zeros([2, 1, 28, 28], &device)).dims(),
@@ -327,6 +313,9 @@ mod tests {
             ceil_mode: false,
             ..config
         };
-        assert!(floor.validate(&input).is_err());
+        let mut b = NetBuilder::new(&input.map(), &device);
+        floor.build(&input, &mut b);
+        let err = b.finish().unwrap_err();
+        assert!(err.message.contains("at layer pool5"), "{}", err.message);
     }
 }

@@ -166,3 +166,52 @@ seed = 3
 pub fn metrics(run_dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run_dir.join("metrics.json")).unwrap()).unwrap()
 }
+
+/// The workspace's `configs/` directory.
+pub fn configs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
+}
+
+/// Every shipped Fashion-MNIST config of a trainable image family, as (file name, experiment).
+pub fn shipped_image_configs() -> Vec<(String, zoo::config::Experiment)> {
+    let dir = configs_dir().join("fashion-mnist");
+    let mut found: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| {
+            let exp = zoo::config::Experiment::load(&p, &[]).unwrap();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), exp)
+        })
+        .filter(|(_, exp)| matches!(exp.model, zoo::models::ModelConfig::Image(_)))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+/// One shipped Fashion-MNIST config per registered image family (the first by file name);
+/// fails when a family has none, so that a new family gets the backend tests too.
+pub fn one_config_per_family() -> Vec<(String, zoo::config::Experiment)> {
+    let shipped = shipped_image_configs();
+    let families: Vec<&str> = zoo::models::ImageModelConfig::kinds();
+    families
+        .iter()
+        .map(|kind| {
+            shipped
+                .iter()
+                .find(|(_, exp)| exp.model.kind() == *kind)
+                .unwrap_or_else(|| panic!("no config in configs/fashion-mnist has kind = \"{kind}\""))
+                .clone()
+        })
+        .collect()
+}
+
+/// `--set` values that shrink a shipped config for a quick test: 1/16 of the paper's width
+/// for the families that have a `width` multiplier.
+pub fn shrunk(exp: &zoo::config::Experiment) -> Vec<&'static str> {
+    let resolved: toml::Table = exp.to_toml().parse().unwrap();
+    match resolved["model"].get("width") {
+        Some(_) => vec!["model.width=0.0625"],
+        None => Vec::new(),
+    }
+}

@@ -1,0 +1,197 @@
+//! A run directory, shared by the image and text paths: its file names, `metrics.json`, the
+//! checks before a run starts in it, and reading back what a run saved.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use burn::module::Module;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::checkpoint;
+use crate::config::Experiment;
+use crate::eval::Evaluation;
+use crate::fsutil::write_atomic;
+use crate::train::EpochRecord;
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const NORMALIZATION_FILE: &str = "normalization.json";
+pub const VOCAB_FILE: &str = "vocab.json";
+pub const MODEL_FILE: &str = "model.bpk";
+pub const METRICS_FILE: &str = "metrics.json";
+
+/// `metrics.json` of an image model's run: what it measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Metrics {
+    pub model: String,
+    pub dataset: String,
+    pub backend: String,
+    /// Trainable parameters (batch-norm running statistics excluded).
+    pub params: usize,
+    pub buffers: usize,
+    pub macs_per_example: usize,
+    pub epochs: usize,
+    pub stopped_early: bool,
+    pub epoch_seconds: Vec<f64>,
+    pub train_samples_per_second: f64,
+    pub history: Vec<EpochRecord>,
+    pub class_names: Vec<String>,
+    /// Seconds the test-set evaluation took (for kNN: the whole prediction).
+    pub test_seconds: f64,
+    /// The validation split's evaluation where no epoch history carries it (kNN).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub validation: Option<Evaluation>,
+    pub test: Evaluation,
+    /// `checkpoint::weights_digest` of the trained model (absent for kNN and older runs).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub weights_digest: Option<String>,
+}
+
+impl Metrics {
+    /// Mean wall seconds per epoch (validation included); `None` without epochs (kNN).
+    pub fn mean_epoch_seconds(&self) -> Option<f64> {
+        mean(&self.epoch_seconds)
+    }
+}
+
+/// `metrics.json` of a language model's run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LmMetrics {
+    pub model: String,
+    pub text: String,
+    pub backend: String,
+    pub params: usize,
+    pub vocabulary: usize,
+    pub epochs: usize,
+    pub epoch_seconds: Vec<f64>,
+    /// Training characters predicted per second.
+    pub train_chars_per_second: f64,
+    pub history: Vec<EpochRecord>,
+    pub validation: LmScores,
+    /// The unigram model's bits per character on the same validation text: the baseline.
+    pub unigram_bits_per_char: f64,
+    /// 300 characters sampled at temperature 0.8 after training, from the validation text's start.
+    pub sample: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub weights_digest: Option<String>,
+}
+
+impl LmMetrics {
+    /// Mean wall seconds per epoch (validation included).
+    pub fn mean_epoch_seconds(&self) -> Option<f64> {
+        mean(&self.epoch_seconds)
+    }
+}
+
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// A language model's scores on held-out text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LmScores {
+    /// Mean cross-entropy, nats per character.
+    pub loss: f64,
+    pub bits_per_char: f64,
+    pub perplexity: f64,
+    /// Next-character accuracy and top-5 accuracy.
+    pub accuracy: f64,
+    pub top5: f64,
+}
+
+impl LmScores {
+    pub fn from_loss(loss: f64, accuracy: f64, top5: f64) -> Self {
+        Self {
+            loss,
+            bits_per_char: loss / std::f64::consts::LN_2,
+            perplexity: loss.exp(),
+            accuracy,
+            top5,
+        }
+    }
+
+    /// One line for the terminal, beside the unigram baseline.
+    pub fn report(&self, unigram_bits_per_char: f64) -> String {
+        format!(
+            "validation: {:.4} nats/char = {:.3} bits/char (unigram baseline {unigram_bits_per_char:.3}), perplexity {:.2}, next-character accuracy {:.4}, top-5 {:.4}",
+            self.loss, self.bits_per_char, self.perplexity, self.accuracy, self.top5
+        )
+    }
+}
+
+/// Refuses to overwrite a run by accident, and to resume one with a different config; then
+/// creates the directory and saves the resolved config in it.
+pub fn prepare(exp: &Experiment, run_dir: &Path, resume: bool) -> Result<()> {
+    let has_checkpoint = checkpoint::latest(run_dir)
+        .with_context(|| format!("cannot read {}", run_dir.display()))?
+        .is_some();
+    let saved = run_dir.join(CONFIG_FILE);
+    let finished = run_dir.join(MODEL_FILE).exists() || run_dir.join(METRICS_FILE).exists();
+    if !resume && (has_checkpoint || finished) {
+        bail!(
+            "{} already holds a run; pass --resume to continue it, or --out DIR to start a new one",
+            run_dir.display()
+        );
+    }
+    if resume && saved.exists() {
+        let mut before = load_config(run_dir)?;
+        // More (or fewer) epochs is the one change a resumed run may make.
+        before.train.epochs = exp.train.epochs;
+        if before.to_toml() != exp.to_toml() {
+            bail!(
+                "{} was trained with a different config (see {}); resume with the same config, or start a new run with --out DIR",
+                run_dir.display(),
+                saved.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+    save(run_dir, CONFIG_FILE, exp.to_toml().as_bytes())
+}
+
+/// Writes `bytes` as the run's file `name`, atomically.
+pub fn save(run_dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = run_dir.join(name);
+    write_atomic(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes `value` as the run's JSON file `name`.
+pub fn save_json<T: Serialize>(run_dir: &Path, name: &str, value: &T) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value).expect("run files serialize");
+    save(run_dir, name, &text)
+}
+
+/// Reads the run's JSON file `name`.
+pub fn load_json<T: DeserializeOwned>(run_dir: &Path, name: &str) -> Result<T> {
+    let path = run_dir.join(name);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a {name} of zoo", path.display()))
+}
+
+/// The run's resolved config.
+pub fn load_config(run_dir: &Path) -> Result<Experiment> {
+    let path = run_dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} is not a run directory (no {CONFIG_FILE})",
+            run_dir.display()
+        )
+    })?;
+    Ok(Experiment::parse(&text, &path.display().to_string(), &[])?)
+}
+
+/// Saves the trained model's weights as the run's `model.bpk`.
+pub fn save_model<M: Module>(run_dir: &Path, model: &M) -> Result<()> {
+    let bytes = checkpoint::module_bytes(model).map_err(anyhow::Error::msg)?;
+    save(run_dir, MODEL_FILE, &bytes)
+}
+
+/// Loads the run's trained weights into `model`, a freshly built network of its config.
+pub fn load_model<M: Module>(run_dir: &Path, model: M) -> Result<M> {
+    let path = run_dir.join(MODEL_FILE);
+    if !path.exists() {
+        bail!("{} has no trained model yet ({MODEL_FILE}); finish the run with `zoo train CONFIG --resume`", run_dir.display());
+    }
+    Ok(checkpoint::load_module(model, &path)?)
+}

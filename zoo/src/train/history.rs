@@ -1,0 +1,55 @@
+//! What training measured: one record per epoch, and the state a resumed run continues from.
+
+use serde::{Deserialize, Serialize};
+
+use crate::schedule::PlateauState;
+
+/// What one epoch measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub val_top5: f64,
+    /// Wall time of the epoch, validation included.
+    pub seconds: f64,
+    /// Training images per second over the training pass alone.
+    pub train_samples_per_second: f64,
+    pub train_samples: usize,
+}
+
+impl EpochRecord {
+    /// Seconds spent in the training pass (validation excluded).
+    pub fn seconds_training(&self) -> f64 {
+        self.train_samples as f64 / self.train_samples_per_second.max(1e-9)
+    }
+}
+
+/// Everything besides weights and optimizer state that a resumed run needs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    pub epochs_done: usize,
+    pub history: Vec<EpochRecord>,
+    pub plateau: PlateauState,
+    pub best_val_loss: Option<f64>,
+    pub epochs_since_best: usize,
+    pub stopped_early: bool,
+}
+
+impl TrainState {
+    /// Training examples per second over every epoch's training pass (validation excluded).
+    pub fn train_examples_per_second(&self) -> f64 {
+        let seconds: f64 = self.history.iter().map(EpochRecord::seconds_training).sum();
+        let examples: usize = self.history.iter().map(|r| r.train_samples).sum();
+        examples as f64 / seconds.max(1e-9)
+    }
+}
+
+/// The trained model (in eval mode) and its history.
+pub struct TrainOutcome<M> {
+    pub model: M,
+    pub state: TrainState,
+}

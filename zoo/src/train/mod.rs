@@ -1,0 +1,307 @@
+//! The shared trainer: any model, any task, any device. It knows no model family: a task says
+//! how a batch becomes a loss (`Task`), and `fit` runs the epochs, the schedule, validation,
+//! early stopping and checkpoints. It is a plain loop over Burn's autodiff, optimizers and
+//! data loader rather than burn-train's `SupervisedTraining`, because burn-train restarts its
+//! loader's shuffle and the device RNG on resume (a resumed run could not match an
+//! uninterrupted one), writes checkpoints in place, and has no reduce-on-plateau.
+
+pub mod config;
+pub mod history;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::data::dataloader::DataLoader;
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::Bytes;
+
+use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, STATE_FILE};
+use crate::losses::weight_penalty;
+use crate::schedule::{learning_rate, ScheduleKind};
+pub use config::{optimizer, OptimizerKind, TrainConfig};
+pub use history::{EpochRecord, TrainOutcome, TrainState};
+use progress::Progress;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("training diverged in epoch {epoch}: the loss is {loss}; lower train.lr or set train.clip_grad_norm")]
+    Diverged { epoch: usize, loss: f64 },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A seed per epoch, so shuffling and dropout after a resume repeat the uninterrupted run's.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    let mut z = seed
+        ^ (epoch as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z ^ (z >> 31)
+}
+
+/// What one training batch gave: the loss to minimize and how many predictions it made
+/// (images, or characters for a language model), how many were right, and how many
+/// examples (images, text windows) the batch held.
+pub struct BatchLoss {
+    pub loss: Tensor<1>,
+    pub predictions: usize,
+    pub correct: usize,
+    pub examples: usize,
+}
+
+/// Loss, accuracy and top-5 accuracy on the validation split.
+pub struct Validation {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub top5: f64,
+}
+
+/// What the trainer needs from a task, whatever its data: a shuffled training loader, the
+/// loss of one batch, and a validation pass. Images and text each implement it once.
+pub trait Task<M> {
+    type Batch: Send + 'static;
+
+    /// The training split, shuffled with `seed`, in batches on `device`.
+    fn train_loader(
+        &self,
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Arc<dyn DataLoader<Self::Batch>>;
+
+    fn batch_loss(&self, model: &M, batch: Self::Batch) -> BatchLoss;
+
+    /// Evaluates `model` (in eval mode) on the validation split.
+    fn validate(&self, model: &M, batch_size: usize, device: &Device) -> Validation;
+}
+
+/// What one training step measured: the loss it minimized (penalty included) and how many
+/// predictions (images, or characters for a language model) it made, how many were right, and
+/// how many examples (images, text windows) the batch held.
+pub struct StepStats {
+    pub loss: f64,
+    pub predictions: usize,
+    pub correct: usize,
+    pub examples: usize,
+}
+
+/// One optimizer step on one batch: the task's loss plus the config's L1/L2 penalty,
+/// backward, update. `fit` trains with it and `zoo bench` times it.
+pub fn train_step<M: Module, T: Task<M>>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    task: &T,
+    batch: T::Batch,
+    config: &TrainConfig,
+    lr: f64,
+) -> (M, StepStats) {
+    let BatchLoss {
+        mut loss,
+        predictions,
+        correct,
+        examples,
+    } = task.batch_loss(&model, batch);
+    if let Some(penalty) = weight_penalty(&model, config.l1, config.l2) {
+        loss = loss + penalty;
+    }
+    let value = loss.clone().into_scalar::<f64>();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let model = optim.step(lr, model, grads);
+    let stats = StepStats {
+        loss: value,
+        predictions,
+        correct,
+        examples,
+    };
+    (model, stats)
+}
+
+/// One training run's settings, apart from the model and data.
+pub struct Trainer<'a> {
+    pub config: &'a TrainConfig,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    pub run_dir: &'a Path,
+    /// The device to train on (autodiff is switched on here).
+    pub device: Device,
+}
+
+impl Trainer<'_> {
+
+    /// Trains `model` (built on `self.device`), resuming from the newest checkpoint if
+    /// `resume`; returns the final model in eval mode.
+    pub fn fit<M: Module, T: Task<M>>(
+        &self,
+        model: M,
+        task: &T,
+        resume: bool,
+    ) -> Result<TrainOutcome<M>, TrainError> {
+        let device = self.device.clone().autodiff();
+        // `train()` moves the parameters onto the autodiff device with gradients tracked.
+        let mut model = model.fork(&self.device).train();
+        let mut optim = optimizer(self.config);
+        let mut state = TrainState::default();
+        if resume {
+            if let Some((_, dir)) =
+                checkpoint::latest(self.run_dir).map_err(io_error(self.run_dir))?
+            {
+                model = checkpoint::load_module(model, &dir.join(MODEL_FILE))
+                    .map_err(|e| TrainError::Checkpoint {
+                        path: e.path,
+                        message: e.message,
+                    })?;
+                let optim_path = dir.join(OPTIM_FILE);
+                let bytes = std::fs::read(&optim_path).map_err(io_error(&optim_path))?;
+                optim = optim
+                    .from_bytes(Bytes::from_bytes_vec(bytes))
+                    .map_err(|e| TrainError::Checkpoint {
+                        path: optim_path.clone(),
+                        message: e.to_string(),
+                    })?;
+                let state_path = dir.join(STATE_FILE);
+                let text = std::fs::read_to_string(&state_path).map_err(io_error(&state_path))?;
+                state = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+                    path: state_path.clone(),
+                    message: e.to_string(),
+                })?;
+                eprintln!(
+                    "resuming after epoch {} from {}",
+                    state.epochs_done,
+                    dir.display()
+                );
+            }
+        }
+        let epochs = self.config.epochs;
+        let mut progress = Progress::new();
+        while state.epochs_done < epochs && !state.stopped_early {
+            let epoch = state.epochs_done;
+            let lr = learning_rate(
+                &self.config.schedule,
+                self.config.lr,
+                epoch,
+                epochs,
+                &state.plateau,
+            );
+            let seed = epoch_seed(self.config.seed, epoch);
+            device.seed(seed);
+            let loader = task.train_loader(self.batch_size, seed, &device);
+            let total = loader.num_items();
+            let started = Instant::now();
+            let (mut loss_sum, mut correct, mut seen, mut examples) =
+                (0f64, 0usize, 0usize, 0usize);
+            for batch in loader.iter() {
+                let batch = batch.expect("in-memory datasets do not fail");
+                let step;
+                (model, step) = train_step(model, &mut optim, task, batch, self.config, lr);
+                loss_sum += step.loss * step.predictions as f64;
+                correct += step.correct;
+                seen += step.predictions;
+                examples += step.examples;
+                progress.batch(
+                    epoch + 1,
+                    epochs,
+                    examples,
+                    total,
+                    loss_sum / seen as f64,
+                    correct as f64 / seen as f64,
+                );
+            }
+            let train_seconds = started.elapsed().as_secs_f64();
+            let val = task.validate(&model.valid(), self.eval_batch_size, &self.device);
+            let record = EpochRecord {
+                epoch: epoch + 1,
+                lr,
+                train_loss: loss_sum / seen.max(1) as f64,
+                train_accuracy: correct as f64 / seen.max(1) as f64,
+                val_loss: val.loss,
+                val_accuracy: val.accuracy,
+                val_top5: val.top5,
+                seconds: started.elapsed().as_secs_f64(),
+                train_samples_per_second: examples as f64 / train_seconds.max(1e-9),
+                train_samples: examples,
+            };
+            progress.epoch(&record, epochs);
+            if !(record.train_loss.is_finite() && record.val_loss.is_finite()) {
+                let loss = if record.train_loss.is_finite() {
+                    record.val_loss
+                } else {
+                    record.train_loss
+                };
+                return Err(TrainError::Diverged {
+                    epoch: record.epoch,
+                    loss,
+                });
+            }
+            if self.config.schedule.kind == ScheduleKind::Plateau {
+                state.plateau.observe(val.accuracy, &self.config.schedule);
+            }
+            if state
+                .best_val_loss
+                .is_none_or(|best| record.val_loss < best)
+            {
+                state.best_val_loss = Some(record.val_loss);
+                state.epochs_since_best = 0;
+            } else {
+                state.epochs_since_best += 1;
+            }
+            if let Some(patience) = self.config.early_stopping_patience {
+                if state.epochs_since_best >= patience {
+                    state.stopped_early = true;
+                    eprintln!(
+                        "early stopping: validation loss has not improved for {patience} epochs"
+                    );
+                }
+            }
+            state.history.push(record);
+            state.epochs_done = epoch + 1;
+            self.save_checkpoint(&model, &optim, &state)?;
+        }
+        Ok(TrainOutcome {
+            model: model.valid(),
+            state,
+        })
+    }
+
+    fn save_checkpoint<M: Module>(
+        &self,
+        model: &M,
+        optim: &ModuleOptimizer,
+        state: &TrainState,
+    ) -> Result<(), TrainError> {
+        let fail = |message: String| TrainError::Checkpoint {
+            path: self.run_dir.join("checkpoints"),
+            message,
+        };
+        let model_bytes = checkpoint::module_bytes(model).map_err(fail)?;
+        let optim_bytes = optim.into_bytes().map_err(|e| fail(e.to_string()))?;
+        let state_json = serde_json::to_vec_pretty(state).expect("state serializes");
+        checkpoint::save(
+            self.run_dir,
+            state.epochs_done,
+            &[
+                (MODEL_FILE, &model_bytes),
+                (OPTIM_FILE, &optim_bytes),
+                (STATE_FILE, &state_json),
+            ],
+        )
+        .map_err(io_error(self.run_dir))?;
+        Ok(())
+    }
+}
