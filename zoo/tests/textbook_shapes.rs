@@ -183,3 +183,20 @@ fn resnets_train_a_step_at_textbook_shape() {
         forward_backward(config);
     }
 }
+
+/// `zoo check` builds each config's model and compares its parameter count with the summary
+/// table (which comes from the same walk); every shipped config passes.
+#[test]
+fn every_shipped_config_builds_as_its_summary_says() {
+    let mut checked = 0;
+    for dir in ["fashion-mnist", "imagenet", "text"] {
+        for entry in std::fs::read_dir(root().join("configs").join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let out = zoo(&root(), &["check", path.to_str().unwrap()]);
+            assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
+            assert!(stdout(&out).starts_with("ok: "), "{}", stdout(&out));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 29, "only {checked} configs found");
+}

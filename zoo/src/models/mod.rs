@@ -34,9 +34,10 @@ struct Tagged<'a, T> {
 /// Why `[model]` did not read as its family's config (`config` locates it in the file).
 pub type ReadError = serde_path_to_error::Error<toml::de::Error>;
 
-fn read<T: ImageFamily>(kind: &str, table: toml::Value) -> Option<Result<T, ReadError>> {
+/// `table` as family `T`'s config, when `kind` is one of its names.
+fn read<T: ImageFamily>(kind: &str, table: &toml::Value) -> Option<Result<T, ReadError>> {
     let known = T::KINDS.contains(&kind) || T::ALIASES.contains(&kind);
-    known.then(|| serde_path_to_error::deserialize(table).map(|c: T| c.read_as(kind)))
+    known.then(|| serde_path_to_error::deserialize(table.clone()).map(|c: T| c.read_as(kind)))
 }
 
 /// The registry: declares the config and module enums over the families and dispatches to them.
@@ -65,7 +66,7 @@ macro_rules! image_families {
 
             /// Reads the rest of `[model]` as family `kind`; `None` when no family has that kind.
             pub fn read(kind: &str, table: toml::Value) -> Option<Result<Self, ReadError>> {
-                $(if let Some(read) = read::<$config>(kind, table.clone()) {
+                $(if let Some(read) = read::<$config>(kind, &table) {
                     return Some(read.map(Self::$family));
                 })+
                 None
