@@ -39,7 +39,7 @@ pub fn image_model(
     let input = image_input(&exp.data);
     config
         .build(&input, device)
-        .map_err(|e| anyhow::anyhow!("model: {}: {}", e.key, e.message))
+        .map_err(|e| anyhow::anyhow!("{}.{}: {}", e.section.unwrap_or("model"), e.key, e.message))
 }
 
 /// Trains `exp` on `backend` into its run directory and evaluates it on the test split.
