@@ -53,7 +53,7 @@ pub fn build(exp: &Experiment, device: &Device) -> Result<(CharLm, Summary)> {
 pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<LmMetrics> {
     let config = lm_config(exp)?;
     let run_dir = exp.run_dir();
-    run_dir::prepare(exp, &run_dir, resume)?;
+    let _lock = run_dir::prepare(exp, &run_dir, resume)?;
     let corpus = corpus(exp)?;
     run_dir::save_json(&run_dir, VOCAB_FILE, &corpus.vocab)?;
     let unigram = corpus.unigram_bits_per_char();

@@ -89,7 +89,7 @@ fn classify(
     learn: impl FnOnce(&PreparedData, &Device, &mut Metrics) -> Result<()>,
 ) -> Result<()> {
     let run_dir = exp.run_dir();
-    run_dir::prepare(exp, &run_dir, resume)?;
+    let _lock = run_dir::prepare(exp, &run_dir, resume)?;
     let data = data::prepare(&exp.data, None).context("cannot load the dataset")?;
     run_dir::save_json(&run_dir, NORMALIZATION_FILE, &data.batcher.standardization)?;
     let summary = summarize(exp)?;

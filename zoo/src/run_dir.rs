@@ -1,7 +1,7 @@
 //! A run directory, shared by the image and text paths: its file names, `metrics.json`, the
 //! checks before a run starts in it, and reading back what a run saved.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
@@ -118,9 +118,75 @@ impl LmScores {
     }
 }
 
-/// Refuses to overwrite a run by accident, and to resume one with a different config; then
-/// creates the directory and saves the resolved config in it.
-pub fn prepare(exp: &Experiment, run_dir: &Path, resume: bool) -> Result<()> {
+pub const LOCK_FILE: &str = ".lock";
+
+/// The run directory held by this process: one trainer per directory at a time. Dropped when
+/// the run ends, however it ends; a lock whose process is gone (killed) is taken over.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl RunLock {
+    pub fn acquire(run_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(run_dir)
+            .with_context(|| format!("cannot create {}", run_dir.display()))?;
+        let path = run_dir.join(LOCK_FILE);
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    use std::io::Write;
+                    write!(file, "{}", std::process::id())
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    return Ok(Self { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let pid = holder.trim().parse::<u32>().ok();
+                    if pid.is_some_and(process_alive) {
+                        bail!(
+                            "{} is in use by another zoo train (pid {}); wait for it, or train into another --out DIR",
+                            run_dir.display(),
+                            holder.trim()
+                        );
+                    }
+                    // Its process is gone: the lock is stale. If another trainer removes it
+                    // first, only one of the two creates the new one.
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", path.display()))
+                }
+            }
+        }
+        bail!("{} is in use by another zoo train", run_dir.display())
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether process `pid` is running (Linux: it has a /proc entry that is not a zombie).
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesized command name: `Z` is a zombie, a dead process.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Takes the run directory (`RunLock`), removes what an interrupted run left half-written
+/// (`.partial` checkpoints, temporary files), refuses to overwrite a run by accident and to
+/// resume one with a different config, then saves the resolved config in it. A run moved to
+/// another directory resumes: the output directory is not part of the comparison.
+pub fn prepare(exp: &Experiment, run_dir: &Path, resume: bool) -> Result<RunLock> {
+    let lock = RunLock::acquire(run_dir)?;
+    remove_leftovers(run_dir)?;
     let has_checkpoint = checkpoint::latest(run_dir)
         .with_context(|| format!("cannot read {}", run_dir.display()))?
         .is_some();
@@ -134,8 +200,10 @@ pub fn prepare(exp: &Experiment, run_dir: &Path, resume: bool) -> Result<()> {
     }
     if resume && saved.exists() {
         let mut before = load_config(run_dir)?;
-        // More (or fewer) epochs is the one change a resumed run may make.
+        // More (or fewer) epochs is the one change a resumed run may make; where the run
+        // lives is none of the config's business.
         before.train.epochs = exp.train.epochs;
+        before.output = exp.output.clone();
         if before.to_toml() != exp.to_toml() {
             bail!(
                 "{} was trained with a different config (see {}); resume with the same config, or start a new run with --out DIR",
@@ -144,9 +212,32 @@ pub fn prepare(exp: &Experiment, run_dir: &Path, resume: bool) -> Result<()> {
             );
         }
     }
-    std::fs::create_dir_all(run_dir)
-        .with_context(|| format!("cannot create {}", run_dir.display()))?;
-    save(run_dir, CONFIG_FILE, exp.to_toml().as_bytes())
+    save(run_dir, CONFIG_FILE, exp.to_toml().as_bytes())?;
+    Ok(lock)
+}
+
+/// Deletes the `.partial` checkpoints and `.tmp-` files an interrupted write left (a full
+/// disk, a kill); only the lock holder calls this, so no live writer owns them.
+fn remove_leftovers(run_dir: &Path) -> Result<()> {
+    for dir in [run_dir.to_path_buf(), run_dir.join("checkpoints")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.ends_with(".partial") || name.contains(".tmp-")) {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `bytes` as the run's file `name`, atomically.

@@ -197,3 +197,64 @@ fn early_stopping_ends_a_diverging_run() {
     assert_eq!(m["stopped_early"], true);
     assert!(m["epochs"].as_u64().unwrap() < 10, "{}", m["epochs"]);
 }
+
+#[test]
+fn one_trainer_per_run_directory() {
+    let sb = Sandbox::with_data(1500, 100);
+    let body = tiny_config("kind = \"mlp\"\nhidden = [64]", &sb.data(), "")
+        .replace("epochs = 2", "epochs = 50");
+    let config = write_config(sb.path(), "l.toml", &body);
+    let config = config.to_str().unwrap();
+    let mut first = zoo_command(sb.path(), &["train", config, "--out", "run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = sb.path().join("run/.lock");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !lock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A second trainer, fresh or resuming, is refused and names the holder.
+    for flags in [&[][..], &["--resume"][..]] {
+        let mut args = vec!["train", config, "--out", "run"];
+        args.extend(flags);
+        let err = assert_clean_failure(&sb.zoo(&args));
+        assert!(
+            err.contains(&format!("in use by another zoo train (pid {})", first.id())),
+            "{err}"
+        );
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The killed trainer's lock is stale: a resume takes it over, and a finished run frees it.
+    let out = sb.zoo_ok(&["train", config, "--out", "run", "--resume", "--epochs", "2"]);
+    assert!(!lock.exists(), "{}", stderr(&out));
+}
+
+#[test]
+fn leftovers_of_an_interrupted_write_are_removed_and_moved_runs_resume() {
+    let sb = Sandbox::with_data(300, 50);
+    let config = sb.config("c.toml", "kind = \"softmax\"", "");
+    sb.zoo_ok(&["train", &config, "--epochs", "1", "--out", "first"]);
+    // What a full disk or a kill in the middle of a write leaves behind.
+    let partial = sb.path().join("first/checkpoints/.epoch-0002.partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("model.bpk"), b"half").unwrap();
+    let tmp = sb.path().join("first/.metrics.json.tmp-99999");
+    std::fs::write(&tmp, b"half").unwrap();
+    // The run moves elsewhere and resumes there.
+    std::fs::rename(sb.path().join("first"), sb.path().join("moved")).unwrap();
+    let (partial, tmp) = (
+        sb.path().join("moved/checkpoints/.epoch-0002.partial"),
+        sb.path().join("moved/.metrics.json.tmp-99999"),
+    );
+    let out = sb.zoo_ok(&["train", &config, "--epochs", "2", "--out", "moved", "--resume"]);
+    assert!(
+        stderr(&out).contains("resuming after epoch 1"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!partial.exists() && !tmp.exists());
+    assert_eq!(sb.metrics("moved")["epochs"], 2);
+}
