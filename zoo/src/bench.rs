@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::config::Experiment;
-use crate::data::prepare;
+use crate::data::{prepare, PreparedData};
 use crate::eval::{evaluate_on, ImageTask};
-use crate::models::{ImageClassifier, ModelConfig};
+use crate::models::{ImageClassifier, KnnConfig, ModelConfig};
 use crate::run::image_model;
 use crate::train::{optimizer, train_step};
 
@@ -45,51 +45,12 @@ pub fn bench(
 ) -> anyhow::Result<BenchResult> {
     let config = match &exp.model {
         ModelConfig::CharLm(_) => anyhow::bail!("zoo bench measures image models; a char-lm run reports its characters per second in metrics.json"),
-        ModelConfig::Knn(knn) => Err(knn),
-        ModelConfig::Image(config) => Ok(config),
+        ModelConfig::Knn(knn) => return bench_knn(knn, exp, backend, steps),
+        ModelConfig::Image(config) => config,
     };
-    let data = prepare(&exp.data, None)?;
     let device = backend.device();
+    let (data, loader_rate) = data_and_loader_rate(exp, &device, steps)?;
     let batch_size = exp.data.batch_size;
-    let loader = |dataset: &datasets::ImageDataset, batch: usize, device: &Device| {
-        DataLoaderBuilder::new(data.batcher.clone())
-            .batch_size(batch)
-            .shuffle(0)
-            .set_device(device.clone())
-            .build(dataset.clone())
-    };
-
-    let started = Instant::now();
-    let mut images = 0;
-    for batch in loader(&data.train, batch_size, &device)
-        .iter()
-        .take(steps * 4)
-    {
-        images += batch.expect("in-memory").targets.dims()[0];
-    }
-    device.sync().ok();
-    let loader_rate = images as f64 / started.elapsed().as_secs_f64();
-
-    let config = match config {
-        Ok(config) => config,
-        Err(knn) => {
-        let model = knn.fit_on(&data, &device);
-        let started = Instant::now();
-        let evaluation = evaluate_on(&model, &data, &data.test, exp.data.eval_batch_size, &device);
-        let seconds = started.elapsed().as_secs_f64();
-        return Ok(BenchResult {
-            model: exp.model.kind().into(),
-            backend: backend.name().into(),
-            batch_size,
-            loader_samples_per_second: loader_rate,
-            train_samples_per_second: None,
-            inference_batch_size: exp.data.eval_batch_size,
-            inference_samples_per_second: evaluation.samples as f64 / seconds,
-            test_prediction_seconds: Some(seconds),
-            peak_memory_mib: peak_memory_mib(),
-        });
-        }
-    };
 
     // As `Trainer::fit` does: the model on the autodiff device in training mode, the
     // training loader (augmentation included), one `train_step` per batch.
@@ -118,7 +79,7 @@ pub fn bench(
 
     let eval_model = model.valid();
     let inference_batch = exp.data.eval_batch_size;
-    let mut batches = loader(&data.train, inference_batch, &device)
+    let mut batches = plain_loader(&data, inference_batch, &device)
         .iter()
         .take(steps.div_ceil(4) + 1)
         .map(|b| b.expect("in-memory"))
@@ -147,6 +108,66 @@ pub fn bench(
         test_prediction_seconds: None,
         peak_memory_mib: peak_memory_mib(),
     })
+}
+
+/// kNN trains nothing: the time to predict the whole test split (fitting excluded).
+fn bench_knn(
+    knn: &KnnConfig,
+    exp: &Experiment,
+    backend: Backend,
+    steps: usize,
+) -> anyhow::Result<BenchResult> {
+    let device = backend.device();
+    let (data, loader_rate) = data_and_loader_rate(exp, &device, steps)?;
+    let model = knn.fit_on(&data, &device);
+    let started = Instant::now();
+    let evaluation = evaluate_on(&model, &data, &data.test, exp.data.eval_batch_size, &device);
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(BenchResult {
+        model: exp.model.kind().into(),
+        backend: backend.name().into(),
+        batch_size: exp.data.batch_size,
+        loader_samples_per_second: loader_rate,
+        train_samples_per_second: None,
+        inference_batch_size: exp.data.eval_batch_size,
+        inference_samples_per_second: evaluation.samples as f64 / seconds,
+        test_prediction_seconds: Some(seconds),
+        peak_memory_mib: peak_memory_mib(),
+    })
+}
+
+/// The experiment's data, and the images per second its loader alone delivers (decode,
+/// standardize, upload) over `4 * steps` training batches.
+fn data_and_loader_rate(
+    exp: &Experiment,
+    device: &Device,
+    steps: usize,
+) -> anyhow::Result<(PreparedData, f64)> {
+    let data = prepare(&exp.data, None)?;
+    let started = Instant::now();
+    let mut images = 0;
+    for batch in plain_loader(&data, exp.data.batch_size, device)
+        .iter()
+        .take(steps * 4)
+    {
+        images += batch.expect("in-memory").targets.dims()[0];
+    }
+    device.sync().ok();
+    let rate = images as f64 / started.elapsed().as_secs_f64();
+    Ok((data, rate))
+}
+
+/// The training split without augmentation, shuffled with seed 0, in batches on `device`.
+fn plain_loader(
+    data: &PreparedData,
+    batch: usize,
+    device: &Device,
+) -> std::sync::Arc<dyn burn::data::dataloader::DataLoader<datasets::ImageBatch>> {
+    DataLoaderBuilder::new(data.batcher.clone())
+        .batch_size(batch)
+        .shuffle(0)
+        .set_device(device.clone())
+        .build(data.train.clone())
 }
 
 /// VmHWM from /proc/self/status (Linux), in MiB.

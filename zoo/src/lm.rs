@@ -22,14 +22,6 @@ use crate::summary::{group_digits, Summary};
 use crate::text::{Corpus, TextBatch, TextBatcher, Vocabulary, Windows};
 use crate::train::{BatchLoss, Task, Validation};
 
-/// The char-lm config of `exp` (which the caller has matched on).
-fn lm_config(exp: &Experiment) -> Result<&CharLmConfig> {
-    match &exp.model {
-        ModelConfig::CharLm(config) => Ok(config),
-        other => bail!("a char-lm config was expected, got a {} config", other.kind()),
-    }
-}
-
 fn text_path(exp: &Experiment) -> &Path {
     exp.data
         .text
@@ -43,15 +35,20 @@ fn corpus(exp: &Experiment) -> Result<Corpus> {
         .map_err(|e| anyhow::anyhow!("data.text: {e}"))
 }
 
-/// The model with fresh weights and its table, for the experiment's text.
-pub fn build(exp: &Experiment, device: &Device) -> Result<(CharLm, Summary)> {
+/// The model `config` (the char-lm config of `exp`) with fresh weights and its table, for
+/// the experiment's text.
+pub fn build(exp: &Experiment, config: &CharLmConfig, device: &Device) -> Result<(CharLm, Summary)> {
     let vocab = corpus(exp)?.vocab.len();
-    Ok(lm_config(exp)?.build(vocab, exp.data.seq_len, device))
+    Ok(config.build(vocab, exp.data.seq_len, device))
 }
 
-/// Trains the char-lm of `exp` into its run directory.
-pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<LmMetrics> {
-    let config = lm_config(exp)?;
+/// Trains `config` (the char-lm config of `exp`) into the experiment's run directory.
+pub fn train(
+    exp: &Experiment,
+    config: &CharLmConfig,
+    backend: Backend,
+    resume: bool,
+) -> Result<LmMetrics> {
     let run_dir = exp.run_dir();
     let _lock = run_dir::prepare(exp, &run_dir, resume)?;
     let corpus = corpus(exp)?;

@@ -26,7 +26,7 @@ pub fn summarize(exp: &Experiment) -> Result<Summary> {
     Ok(match &exp.model {
         ModelConfig::Image(config) => image_model(config, exp, &Backend::Flex.device())?.1,
         ModelConfig::Knn(config) => config.summary(&input),
-        ModelConfig::CharLm(_) => crate::lm::build(exp, &Backend::Flex.device())?.1,
+        ModelConfig::CharLm(config) => crate::lm::build(exp, config, &Backend::Flex.device())?.1,
     })
 }
 
@@ -46,7 +46,7 @@ pub fn image_model(
 pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<()> {
     let eval_batch = exp.data.eval_batch_size;
     match &exp.model {
-        ModelConfig::CharLm(_) => crate::lm::train(exp, backend, resume).map(|_| ()),
+        ModelConfig::CharLm(config) => crate::lm::train(exp, config, backend, resume).map(|_| ()),
         ModelConfig::Knn(knn) => classify(exp, backend, resume, |data, device, metrics| {
             let started = Instant::now();
             let model = knn.fit_on(data, device);
@@ -194,8 +194,8 @@ pub fn check(exp: &Experiment) -> Result<String> {
             let total = summary.total_params;
             (summary, total)
         }
-        ModelConfig::CharLm(_) => {
-            let (model, summary) = crate::lm::build(exp, &device)?;
+        ModelConfig::CharLm(config) => {
+            let (model, summary) = crate::lm::build(exp, config, &device)?;
             (summary, model.num_params())
         }
     };
