@@ -147,7 +147,10 @@ fn markdown(rows: &[BenchRow]) -> String {
         let r = match &row.outcome {
             Outcome::Measured(r) => r,
             Outcome::Failed(error) => {
-                out += &format!("| {} | {} | failed: {error} | | | | |\n", row.config, row.backend);
+                out += &format!(
+                    "| {} | {} | failed: {error} | | | | |\n",
+                    row.config, row.backend
+                );
                 continue;
             }
             Outcome::TimedOut { after_s } => {

@@ -46,8 +46,8 @@ pub fn zoo_binary(root: &Path) -> Result<PathBuf> {
         .status()
         .context("cannot run cargo")?;
     anyhow::ensure!(status.success(), "building zoo failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     Ok(target.join("debug").join("zoo"))
 }
 
@@ -81,14 +81,18 @@ impl Reference {
 }
 
 /// `configs/references.toml`: dataset -> config name -> reference.
-pub struct References(std::collections::BTreeMap<String, std::collections::BTreeMap<String, Reference>>);
+pub struct References(
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, Reference>>,
+);
 
 impl References {
     pub fn load(root: &Path) -> Result<Self> {
         let path = root.join("configs/references.toml");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(Self(toml::from_str(&text).with_context(|| format!("{}", path.display()))?))
+        Ok(Self(
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?,
+        ))
     }
 
     /// The reference of config `name` on `dataset`; an empty one where the notes have none.

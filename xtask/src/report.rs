@@ -39,7 +39,6 @@ pub struct Row {
     pub history: Vec<EpochRecord>,
 }
 
-
 /// Draws the same figure, `draw(area)`, to `<stem>.png` and `<stem>.svg`.
 macro_rules! png_and_svg {
     ($stem:expr, $size:expr, |$area:ident| $draw:expr) => {{
@@ -265,9 +264,7 @@ fn curves<DB: DrawingBackend>(
     let panels = area.split_evenly((1, 2));
     let loss: [fn(&EpochRecord) -> f64; 2] = [|h| h.train_loss, |h| h.val_loss];
     let accuracy: [fn(&EpochRecord) -> f64; 2] = [|h| h.train_accuracy, |h| h.val_accuracy];
-    for (panel, (what, [train, val])) in panels
-        .iter()
-        .zip([("loss", loss), ("accuracy", accuracy)])
+    for (panel, (what, [train, val])) in panels.iter().zip([("loss", loss), ("accuracy", accuracy)])
     {
         let (train, val) = (series(train), series(val));
         let values: Vec<f64> = train.iter().chain(&val).map(|p| p.1).collect();

@@ -60,7 +60,8 @@ pub fn run(args: &Args) -> Result<()> {
             bail!("zoo train {} failed", config.display());
         }
     }
-    let readme = std::fs::read_to_string(root.join("README.md")).context("cannot read README.md")?;
+    let readme =
+        std::fs::read_to_string(root.join("README.md")).context("cannot read README.md")?;
     let table = results_table(&root, &configs, &root.join(&args.out), &readme)?;
     std::fs::create_dir_all(root.join("results"))?;
     zoo::fsutil::write_atomic(&root.join("results/reproduce.md"), table.as_bytes())?;
@@ -76,18 +77,17 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// The results table: a row per config from its run's `metrics.json`, or, for a config not
 /// run here (`--only`), the row the README already has.
-fn results_table(
-    root: &Path,
-    configs: &[PathBuf],
-    runs: &Path,
-    readme: &str,
-) -> Result<String> {
+fn results_table(root: &Path, configs: &[PathBuf], runs: &Path, readme: &str) -> Result<String> {
     let references = References::load(root)?;
     let mut out = String::from(
         "| config | model | parameters | epochs | seconds / epoch | train images/s | test accuracy | reference |\n|---|---|---:|---:|---:|---:|---:|---|\n",
     );
     for config in configs {
-        let shown = config.strip_prefix(root).unwrap_or(config).display().to_string();
+        let shown = config
+            .strip_prefix(root)
+            .unwrap_or(config)
+            .display()
+            .to_string();
         let run = runs.join(stem(config));
         if !run.join(METRICS_FILE).exists() {
             let earlier = format!("| `{shown}` |");

@@ -49,7 +49,10 @@ pub fn weights_digest<M: Module>(model: &M) -> String {
     struct Fnv(u64);
     impl ModuleVisitor for Fnv {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let values = param.val().try_into_vec_as::<f32>().expect("float parameters");
+            let values = param
+                .val()
+                .try_into_vec_as::<f32>()
+                .expect("float parameters");
             for byte in values.iter().flat_map(|v| v.to_bits().to_le_bytes()) {
                 self.0 = (self.0 ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
             }

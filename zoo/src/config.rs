@@ -230,7 +230,10 @@ impl Experiment {
         let output: OutputConfig = section(take("output"), "output", &src)?;
         let model = parse_model(model_value, &src)?;
         let locate = |section: &str, e: Invalid| {
-            src.error(&format!("{}.{}", e.section.unwrap_or(section), e.key), e.message)
+            src.error(
+                &format!("{}.{}", e.section.unwrap_or(section), e.key),
+                e.message,
+            )
         };
         data.validate().map_err(|e| locate("data", e))?;
         train.validate().map_err(|e| locate("train", e))?;

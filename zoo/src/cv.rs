@@ -99,7 +99,8 @@ pub fn cross_validate(
                 Ok(evaluate_on(&model, data, &data.val, batch, &device).accuracy)
             }),
             ModelConfig::Image(config) => Box::new(|data| {
-                let scratch = tempfile::tempdir().context("cannot create a scratch run directory")?;
+                let scratch =
+                    tempfile::tempdir().context("cannot create a scratch run directory")?;
                 device.seed(exp.train.seed);
                 let (model, _) = image_model(config, &exp, &device)?;
                 let outcome = exp.trainer(scratch.path(), device.clone()).fit(

@@ -144,7 +144,6 @@ impl<M: ImageClassifier> Task<M> for ImageTask<'_> {
     }
 }
 
-
 /// The arg-max of `scores` and the rank of `target` among them (0 = best; ties favour the
 /// lower class index, as arg-max does).
 fn rank_of(scores: &[f32], target: usize) -> (usize, usize) {

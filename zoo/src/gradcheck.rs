@@ -57,8 +57,9 @@ pub fn max_relative_error(analytic: &[f64], numeric: &[f64]) -> f64 {
 mod tests {
     use super::*;
     use crate::models::{
-        lenet::{LeNet5, PoolKind}, mlp::ActivationKind, ImageClassifier, ImageFamily, LeNet5Config,
-        ModelInput, NetBuilder,
+        lenet::{LeNet5, PoolKind},
+        mlp::ActivationKind,
+        ImageClassifier, ImageFamily, LeNet5Config, ModelInput, NetBuilder,
     };
     use burn::tensor::Distribution;
 

@@ -37,7 +37,11 @@ fn corpus(exp: &Experiment) -> Result<Corpus> {
 
 /// The model `config` (the char-lm config of `exp`) with fresh weights and its table, for
 /// the experiment's text.
-pub fn build(exp: &Experiment, config: &CharLmConfig, device: &Device) -> Result<(CharLm, Summary)> {
+pub fn build(
+    exp: &Experiment,
+    config: &CharLmConfig,
+    device: &Device,
+) -> Result<(CharLm, Summary)> {
     let vocab = corpus(exp)?.vocab.len();
     Ok(config.build(vocab, exp.data.seq_len, device))
 }

@@ -62,9 +62,9 @@ pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<()> {
             device.seed(exp.train.seed);
             let (model, _) = image_model(config, exp, device)?;
             let run_dir = exp.run_dir();
-            let outcome = exp
-                .trainer(&run_dir, device.clone())
-                .fit(model, &ImageTask { data }, resume)?;
+            let outcome =
+                exp.trainer(&run_dir, device.clone())
+                    .fit(model, &ImageTask { data }, resume)?;
             run_dir::save_model(&run_dir, &outcome.model)?;
             let started = Instant::now();
             metrics.test = evaluate_on(&outcome.model, data, &data.test, eval_batch, device);

@@ -133,7 +133,11 @@ impl RunLock {
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
         let path = run_dir.join(LOCK_FILE);
         for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut file) => {
                     use std::io::Write;
                     write!(file, "{}", std::process::id())
@@ -255,8 +259,8 @@ pub fn save_json<T: Serialize>(run_dir: &Path, name: &str, value: &T) -> Result<
 /// Reads the run's JSON file `name`.
 pub fn load_json<T: DeserializeOwned>(run_dir: &Path, name: &str) -> Result<T> {
     let path = run_dir.join(name);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not a {name} of zoo", path.display()))
 }
 

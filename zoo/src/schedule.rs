@@ -77,7 +77,6 @@ impl ScheduleConfig {
     }
 }
 
-
 /// What reduce-on-plateau remembers between epochs (saved in checkpoints).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlateauState {

@@ -249,7 +249,9 @@ fn leftovers_of_an_interrupted_write_are_removed_and_moved_runs_resume() {
         sb.path().join("moved/checkpoints/.epoch-0002.partial"),
         sb.path().join("moved/.metrics.json.tmp-99999"),
     );
-    let out = sb.zoo_ok(&["train", &config, "--epochs", "2", "--out", "moved", "--resume"]);
+    let out = sb.zoo_ok(&[
+        "train", &config, "--epochs", "2", "--out", "moved", "--resume",
+    ]);
     assert!(
         stderr(&out).contains("resuming after epoch 1"),
         "{}",

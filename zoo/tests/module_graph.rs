@@ -25,7 +25,11 @@ fn modules(src: &Path) -> BTreeMap<String, String> {
             // A binary beside a library is a crate of its own, which reaches the library as
             // `zoo::`; it stays out of the library's graph under its own name.
             let is_root = parts == ["lib"] || (parts == ["main"] && !src.join("lib.rs").exists());
-            let name = if is_root { "crate".to_string() } else { parts.join("::") };
+            let name = if is_root {
+                "crate".to_string()
+            } else {
+                parts.join("::")
+            };
             found.insert(name, std::fs::read_to_string(&path).unwrap());
         }
     }
@@ -44,7 +48,11 @@ fn resolve(path: &[&str], known: &BTreeMap<String, String>) -> Option<String> {
 fn imports(known: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
     let mut graph = BTreeMap::new();
     for (name, text) in known {
-        let here: Vec<&str> = if name == "crate" { vec![] } else { name.split("::").collect() };
+        let here: Vec<&str> = if name == "crate" {
+            vec![]
+        } else {
+            name.split("::").collect()
+        };
         let mut edges = BTreeSet::new();
         // Unit tests (`mod tests` at the end of a file) are left out: their `super` is the file.
         let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
@@ -60,22 +68,45 @@ fn imports(known: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String
             let end = code[i..]
                 .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
                 .map_or(code.len(), |e| i + e);
-            let path: Vec<&str> = code[start..end].split("::").filter(|p| !p.is_empty()).collect();
+            let path: Vec<&str> = code[start..end]
+                .split("::")
+                .filter(|p| !p.is_empty())
+                .collect();
             let absolute: Vec<&str> = match path.first() {
                 Some(&"crate") => path[1..].to_vec(),
                 Some(&"super") => {
                     let ups = path.iter().take_while(|p| **p == "super").count();
                     let base = &here[..here.len().saturating_sub(ups)];
-                    base.iter().copied().chain(path[ups..].iter().copied()).collect()
+                    base.iter()
+                        .copied()
+                        .chain(path[ups..].iter().copied())
+                        .collect()
                 }
-                Some(&"self") => here.iter().copied().chain(path[1..].iter().copied()).collect(),
+                Some(&"self") => here
+                    .iter()
+                    .copied()
+                    .chain(path[1..].iter().copied())
+                    .collect(),
                 // A child module used by its bare name (`builder::NetBuilder` in models).
-                Some(first) if known.contains_key(&here.iter().copied().chain([*first]).collect::<Vec<_>>().join("::")) => {
+                Some(first)
+                    if known.contains_key(
+                        &here
+                            .iter()
+                            .copied()
+                            .chain([*first])
+                            .collect::<Vec<_>>()
+                            .join("::"),
+                    ) =>
+                {
                     here.iter().copied().chain(path.iter().copied()).collect()
                 }
                 _ => continue,
             };
-            let target = if absolute.is_empty() { Some("crate".to_string()) } else { resolve(&absolute, known) };
+            let target = if absolute.is_empty() {
+                Some("crate".to_string())
+            } else {
+                resolve(&absolute, known)
+            };
             if let Some(target) = target.filter(|t| t != name) {
                 edges.insert(target);
             }
@@ -143,7 +174,10 @@ fn a_cycle_through_crate_and_super_paths_is_found() {
         ("crate", "pub mod a;\npub mod b;\n"),
         ("a", "use crate::b::Thing;\n"),
         ("b", "pub mod c;\npub use c::Thing;\n"),
-        ("b::c", "use super::super::a::Other;\nfn f() { crate::a::g() }\n"),
+        (
+            "b::c",
+            "use super::super::a::Other;\nfn f() { crate::a::g() }\n",
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -153,10 +153,11 @@ impl<'d> NetBuilder<'d> {
     /// and a deep net then starts stuck at chance); `Init::Default` keeps Burn's.
     pub fn conv(&mut self, name: &str, shape: ConvShape, bias: bool, init: Init) -> Conv2d {
         let p = shape.padding;
-        let mut config = Conv2dConfig::new([shape.in_channels, shape.out_channels], [shape.kernel; 2])
-            .with_stride([shape.stride; 2])
-            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
-            .with_bias(bias);
+        let mut config =
+            Conv2dConfig::new([shape.in_channels, shape.out_channels], [shape.kernel; 2])
+                .with_stride([shape.stride; 2])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .with_bias(bias);
         if let Some(initializer) = init.initializer(0.0) {
             config = config.with_initializer(initializer);
         }

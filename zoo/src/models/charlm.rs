@@ -5,11 +5,11 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, Linea
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::recurrent::{recurrent_layers, Cell, CellState, RecurrentLayer};
 use super::builder::NetBuilder;
+use super::recurrent::{recurrent_layers, Cell, CellState, RecurrentLayer};
+use crate::input::ModelInput;
 use crate::invalid::{positive, probability, Invalid};
 use crate::summary::{LayerSummary, Summary};
-use crate::input::ModelInput;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -77,7 +77,9 @@ impl CharLmConfig {
             width: 1,
             num_classes: vocab,
         };
-        let rows = b.finish().expect("text windows have no feature maps to shrink");
+        let rows = b
+            .finish()
+            .expect("text windows have no feature maps to shrink");
         (model, Summary::new(Self::KIND, input, rows))
     }
 }

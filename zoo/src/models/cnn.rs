@@ -1,9 +1,9 @@
 //! Pieces the convolutional families share: width scaling, the small-image stem option, the
 //! conv -> [batch norm] -> ReLU unit and its pooled stage, and the fully connected head.
 
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, LocalResponseNorm};
-use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};

@@ -9,8 +9,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::family::ImageClassifier;
-use crate::input::ModelInput;
 use crate::data::PreparedData;
+use crate::input::ModelInput;
 use crate::invalid::{positive, Invalid};
 use crate::summary::{LayerSummary, Summary};
 
@@ -86,7 +86,11 @@ impl KnnConfig {
                 data.batcher.batch(items, device).images.flatten(1, 3)
             })
             .collect();
-        self.fit(blocks, data.train.labels().collect(), data.input.num_classes)
+        self.fit(
+            blocks,
+            data.train.labels().collect(),
+            data.input.num_classes,
+        )
     }
 
     fn block(&self) -> usize {

@@ -196,8 +196,16 @@ impl Serialize for ModelConfig {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             ModelConfig::Image(c) => c.serialize(s),
-            ModelConfig::Knn(c) => Tagged { kind: KnnConfig::KIND, config: c }.serialize(s),
-            ModelConfig::CharLm(c) => Tagged { kind: CharLmConfig::KIND, config: c }.serialize(s),
+            ModelConfig::Knn(c) => Tagged {
+                kind: KnnConfig::KIND,
+                config: c,
+            }
+            .serialize(s),
+            ModelConfig::CharLm(c) => Tagged {
+                kind: CharLmConfig::KIND,
+                config: c,
+            }
+            .serialize(s),
         }
     }
 }

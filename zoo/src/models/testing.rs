@@ -7,7 +7,6 @@ use super::family::ImageFamily;
 use crate::input::ModelInput;
 use crate::summary::LayerSummary;
 
-
 /// 1x28x28, 10 classes (Fashion-MNIST).
 pub fn fashion() -> ModelInput {
     ModelInput {

@@ -97,7 +97,10 @@ impl TrainConfig {
         }
         for (key, v) in [("l1", self.l1), ("l2", self.l2)] {
             if !(v >= 0.0 && v.is_finite()) {
-                return Err(Invalid::new(key, format!("expected a number >= 0, got {v}")));
+                return Err(Invalid::new(
+                    key,
+                    format!("expected a number >= 0, got {v}"),
+                ));
             }
         }
         if self.clip_grad_norm.is_some() && self.clip_grad_value.is_some() {
@@ -181,4 +184,3 @@ pub fn optimizer(c: &TrainConfig) -> ModuleOptimizer {
             .init(),
     }
 }
-

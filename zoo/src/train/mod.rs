@@ -144,7 +144,6 @@ pub struct Trainer<'a> {
 }
 
 impl Trainer<'_> {
-
     /// Trains `model` (built on `self.device`), resuming from the newest checkpoint if
     /// `resume`; returns the final model in eval mode.
     pub fn fit<M: Module, T: Task<M>>(
@@ -162,11 +161,12 @@ impl Trainer<'_> {
             if let Some((_, dir)) =
                 checkpoint::latest(self.run_dir).map_err(io_error(self.run_dir))?
             {
-                model = checkpoint::load_module(model, &dir.join(MODEL_FILE))
-                    .map_err(|e| TrainError::Checkpoint {
+                model = checkpoint::load_module(model, &dir.join(MODEL_FILE)).map_err(|e| {
+                    TrainError::Checkpoint {
                         path: e.path,
                         message: e.message,
-                    })?;
+                    }
+                })?;
                 let optim_path = dir.join(OPTIM_FILE);
                 let bytes = std::fs::read(&optim_path).map_err(io_error(&optim_path))?;
                 optim = optim

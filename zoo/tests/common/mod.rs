@@ -200,7 +200,9 @@ pub fn one_config_per_family() -> Vec<(String, zoo::config::Experiment)> {
             shipped
                 .iter()
                 .find(|(_, exp)| exp.model.kind() == *kind)
-                .unwrap_or_else(|| panic!("no config in configs/fashion-mnist has kind = \"{kind}\""))
+                .unwrap_or_else(|| {
+                    panic!("no config in configs/fashion-mnist has kind = \"{kind}\"")
+                })
                 .clone()
         })
         .collect()
