@@ -3,7 +3,10 @@
 //! `zoo train` in a directory keyed by a hash of its resolved config. A finished experiment
 //! is never run again, an interrupted one resumes from its checkpoint, a changed config gets
 //! a new directory, and a failed one is recorded with its error while the batch goes on.
-//! Writes results.{csv,json,md} and plots (see `report`).
+//! The experiments run as local processes (`--executor local`, `--jobs` at a time) or as one
+//! Slurm job array (`--executor slurm`, see `slurm`). The plan, every experiment with its run
+//! directory, is saved as `<out>/batch.json`, from which `collect` writes
+//! results.{csv,json,md} and plots (see `report`) whenever asked.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,11 +14,12 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 use zoo::run_dir::{Metrics, METRICS_FILE};
 
 use crate::common::{configs_in, error_line, stem, workspace_root, zoo_binary};
+use crate::plan::{set_args, Experiment, Plan};
 use crate::report::{self, Row};
+use crate::slurm::{self, SlurmArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,21 +44,29 @@ pub struct Args {
     /// Seed of the random search itself.
     #[arg(long, default_value_t = 0)]
     search_seed: u64,
-    /// Experiments run at the same time.
+    /// Experiments run at the same time (local executor).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
     #[arg(long, default_value = "results")]
     out: PathBuf,
+    /// Where the experiments run: local processes, or a Slurm job array.
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    executor: Executor,
+    #[command(flatten)]
+    slurm: SlurmArgs,
 }
 
-/// One experiment of the batch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Experiment {
-    pub config: String,
-    pub backend: String,
-    pub seed: u64,
-    /// `KEY=VALUE` overrides (the grid point or random sample), without the seed.
-    pub overrides: Vec<String>,
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Executor {
+    Local,
+    Slurm,
+}
+
+/// `cargo xtask collect RESULTS_DIR`: the tables and plots of a batch, from its run directories.
+#[derive(clap::Args)]
+pub struct CollectArgs {
+    /// A batch's `--out` directory.
+    results: PathBuf,
 }
 
 fn parse_range(spec: &str) -> Result<(String, f64, f64)> {
@@ -143,39 +155,36 @@ fn fnv1a(text: &str) -> u64 {
     })
 }
 
-fn set_args(e: &Experiment) -> Vec<String> {
-    let mut args = Vec::new();
-    for o in e
-        .overrides
-        .iter()
-        .cloned()
-        .chain([format!("train.seed={}", e.seed)])
-    {
-        args.push("--set".to_string());
-        args.push(o);
-    }
-    args
-}
-
-/// The run directory of `e`: `<out>/runs/<config>-<hash of resolved config and backend>`.
-fn run_dir(zoo: &Path, out: &Path, e: &Experiment) -> Result<std::result::Result<PathBuf, String>> {
+/// The run directory of an experiment: `<out>/runs/<config>-<hash of resolved config and
+/// backend>`, or `zoo check`'s error line when its config does not resolve.
+fn run_dir(
+    zoo: &Path,
+    out: &Path,
+    config: &str,
+    backend: &str,
+    overrides: &[String],
+    seed: u64,
+) -> Result<std::result::Result<PathBuf, String>> {
     let output = Command::new(zoo)
-        .args(["check", &e.config, "--print-config"])
-        .args(set_args(e))
+        .args(["check", config, "--print-config"])
+        .args(set_args(overrides, seed))
         .output()
         .context("cannot run zoo")?;
     if !output.status.success() {
         return Ok(Err(error_line(&output.stderr)));
     }
     let resolved = String::from_utf8_lossy(&output.stdout);
-    let hash = fnv1a(&format!("{resolved}\nbackend = {}\n", e.backend));
+    let hash = fnv1a(&format!("{resolved}\nbackend = {backend}\n"));
+    // Absolute: Slurm runs the experiments from another working directory.
+    let out = std::path::absolute(out).context("cannot resolve --out")?;
     Ok(Ok(out
         .join("runs")
-        .join(format!("{}-{hash:016x}", stem(&e.config)))))
+        .join(format!("{}-{hash:016x}", stem(config)))))
 }
 
-/// Runs one experiment (unless finished) and returns its row.
-fn run_one(zoo: &Path, out: &Path, e: &Experiment) -> Result<Row> {
+/// The row of one experiment from what its run directory holds: its metrics when it finished,
+/// else `failure` (the executor's record of why it did not), else "not run".
+pub fn row(e: &Experiment, failure: Option<&str>) -> Result<Row> {
     let mut row = Row {
         config: e.config.clone(),
         backend: e.backend.clone(),
@@ -183,40 +192,23 @@ fn run_one(zoo: &Path, out: &Path, e: &Experiment) -> Result<Row> {
         overrides: e.overrides.join(" "),
         ..Default::default()
     };
-    let dir = match run_dir(zoo, out, e)? {
+    let dir = match &e.run_dir {
         Ok(dir) => dir,
         Err(error) => {
             row.status = "failed".into();
-            row.error = error;
+            row.error = error.clone();
             return Ok(row);
         }
     };
     row.run_dir = dir.display().to_string();
-    if !dir.join("metrics.json").exists() {
-        std::fs::create_dir_all(&dir)?;
-        let log = std::fs::File::create(dir.join("train.log"))?;
-        let status = Command::new(zoo)
-            .args([
-                "train",
-                &e.config,
-                "--backend",
-                &e.backend,
-                "--resume",
-                "--out",
-            ])
-            .arg(&dir)
-            .args(set_args(e))
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .status()
-            .context("cannot run zoo")?;
-        if !status.success() {
-            row.status = "failed".into();
-            row.error = error_line(&std::fs::read(dir.join("train.log")).unwrap_or_default());
-            return Ok(row);
-        }
+    if !dir.join(METRICS_FILE).exists() {
+        (row.status, row.error) = match failure {
+            Some(error) => ("failed".into(), error.to_string()),
+            None => ("not run".into(), String::new()),
+        };
+        return Ok(row);
     }
-    let m: Metrics = zoo::run_dir::load_json(&dir, METRICS_FILE)?;
+    let m: Metrics = zoo::run_dir::load_json(dir, METRICS_FILE)?;
     row.seconds_per_epoch = m.mean_epoch_seconds();
     row.model = m.model;
     row.dataset = m.dataset;
@@ -231,17 +223,47 @@ fn run_one(zoo: &Path, out: &Path, e: &Experiment) -> Result<Row> {
     Ok(row)
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    let root = workspace_root();
-    let zoo = zoo_binary(&root)?;
+/// Runs one experiment as a local process (unless finished); its failure's error line if any.
+fn run_locally(zoo: &Path, e: &Experiment) -> Result<Option<String>> {
+    let Ok(dir) = &e.run_dir else {
+        return Ok(None);
+    };
+    if dir.join(METRICS_FILE).exists() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(dir)?;
+    let log = std::fs::File::create(dir.join("train.log"))?;
+    let status = Command::new(zoo)
+        .args(e.train_args(dir))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .context("cannot run zoo")?;
+    Ok((!status.success())
+        .then(|| error_line(&std::fs::read(dir.join("train.log")).unwrap_or_default())))
+}
+
+/// The experiments of `args`: configs x backends x grid points x seeds, each with its run directory.
+fn plan(args: &Args, root: &Path, zoo: &Path) -> Result<Plan> {
     let mut experiments = Vec::new();
     let points = points(args)?;
-    for config in configs(&root, &args.paths)? {
+    for config in configs(root, &args.paths)? {
+        let config = config.display().to_string();
         for backend in &args.backends {
             for point in &points {
                 for &seed in &args.seeds {
+                    let run_dir = run_dir(zoo, &args.out, &config, backend, point, seed)?;
+                    // The same experiment twice (a repeated seed or value) would race for one directory.
+                    if run_dir.is_ok()
+                        && experiments
+                            .iter()
+                            .any(|e: &Experiment| e.run_dir == run_dir)
+                    {
+                        continue;
+                    }
                     experiments.push(Experiment {
-                        config: config.display().to_string(),
+                        run_dir,
+                        config: config.clone(),
                         backend: backend.clone(),
                         seed,
                         overrides: point.clone(),
@@ -250,17 +272,49 @@ pub fn run(args: &Args) -> Result<()> {
             }
         }
     }
-    eprintln!(
-        "batch: {} experiments, {} at a time, into {}",
-        experiments.len(),
-        args.jobs,
-        args.out.display()
-    );
-    std::fs::create_dir_all(&args.out)?;
+    let swept = args
+        .set
+        .iter()
+        .chain(&args.log_uniform)
+        .chain(&args.uniform)
+        .filter_map(|s| s.split_once('=').map(|(k, _)| k.to_string()))
+        .collect();
+    Ok(Plan {
+        experiments,
+        swept,
+        log_scale: !args.log_uniform.is_empty(),
+    })
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let root = workspace_root();
+    if args.executor == Executor::Slurm {
+        // Before anything is written: a missing Slurm is one clear error.
+        slurm::check_available()?;
+    }
+    let zoo = zoo_binary(&root)?;
+    let plan = plan(args, &root, &zoo)?;
+    plan.save(&args.out)?;
+    match args.executor {
+        Executor::Local => run_local(&zoo, &plan, args.jobs)?,
+        Executor::Slurm => {
+            let zoo = std::path::absolute(&zoo).context("cannot resolve the zoo binary")?;
+            if !slurm::run(&zoo, &plan, &args.out, &args.slurm)? {
+                return Ok(());
+            }
+        }
+    }
+    collect(&root, &args.out)
+}
+
+/// Runs the plan's experiments as local processes, `jobs` at a time; failures are recorded in
+/// each run directory's `train.log`, which `collect` reads.
+fn run_local(zoo: &Path, plan: &Plan, jobs: usize) -> Result<()> {
+    let experiments = &plan.experiments;
+    eprintln!("batch: {} experiments, {jobs} at a time", experiments.len());
     let next = Mutex::new(0usize);
-    let rows: Mutex<Vec<Option<Row>>> = Mutex::new(vec![None; experiments.len()]);
     std::thread::scope(|scope| -> Result<()> {
-        let workers: Vec<_> = (0..args.jobs.max(1))
+        let workers: Vec<_> = (0..jobs.max(1))
             .map(|_| {
                 scope.spawn(|| -> Result<()> {
                     loop {
@@ -272,7 +326,8 @@ pub fn run(args: &Args) -> Result<()> {
                         let Some(e) = experiments.get(i) else {
                             return Ok(());
                         };
-                        let row = run_one(&zoo, &args.out, e)?;
+                        let failure = run_locally(zoo, e)?;
+                        let row = row(e, failure.as_deref())?;
                         eprintln!(
                             "batch: [{}/{}] {} {} seed {} {}: {}",
                             i + 1,
@@ -281,16 +336,11 @@ pub fn run(args: &Args) -> Result<()> {
                             e.backend,
                             e.seed,
                             e.overrides.join(" "),
-                            if row.status == "ok" {
-                                format!(
-                                    "test accuracy {:.4}",
-                                    row.test_accuracy.unwrap_or(f64::NAN)
-                                )
-                            } else {
-                                format!("failed: {}", row.error)
+                            match row.test_accuracy {
+                                Some(a) => format!("test accuracy {a:.4}"),
+                                None => format!("failed: {}", row.error),
                             }
                         );
-                        rows.lock().unwrap()[i] = Some(row);
                     }
                 })
             })
@@ -299,29 +349,43 @@ pub fn run(args: &Args) -> Result<()> {
             w.join().expect("a batch worker panicked")?;
         }
         Ok(())
-    })?;
-    let rows: Vec<Row> = rows.into_inner().unwrap().into_iter().flatten().collect();
-    let swept: Vec<String> = args
-        .set
+    })
+}
+
+/// Why an experiment that has no metrics did not finish: the Slurm executor's record, else the
+/// last `error:` line of a local run's `train.log`.
+fn failure_of(e: &Experiment, slurm_failures: &slurm::Failures) -> Option<String> {
+    let dir = e.run_dir.as_ref().ok()?;
+    if let Some(f) = slurm_failures.get(&dir.display().to_string()) {
+        return Some(f.describe());
+    }
+    let log = std::fs::read(dir.join("train.log")).ok()?;
+    Some(error_line(&log))
+}
+
+/// `collect`: results.{csv,json,md} and plots of the batch in `out`, from its run directories.
+pub fn collect(root: &Path, out: &Path) -> Result<()> {
+    let plan = Plan::load(out)?;
+    let failures = slurm::Failures::load(out)?;
+    let rows = plan
+        .experiments
         .iter()
-        .chain(&args.log_uniform)
-        .chain(&args.uniform)
-        .filter_map(|s| s.split_once('=').map(|(k, _)| k.to_string()))
-        .collect();
-    report::write(
-        &root,
-        &args.out,
-        &rows,
-        &swept,
-        !args.log_uniform.is_empty(),
-    )?;
-    let failed = rows.iter().filter(|r| r.status != "ok").count();
+        .map(|e| row(e, failure_of(e, &failures).as_deref()))
+        .collect::<Result<Vec<Row>>>()?;
+    report::write(root, out, &rows, &plan.swept, plan.log_scale)?;
+    let count = |status: &str| rows.iter().filter(|r| r.status == status).count();
     eprintln!(
-        "batch: {} finished, {failed} failed; wrote {}/results.{{csv,json,md}} and plots/",
-        rows.len() - failed,
-        args.out.display()
+        "batch: {} finished, {} failed, {} not run; wrote {}/results.{{csv,json,md}} and plots/",
+        count("ok"),
+        count("failed"),
+        count("not run"),
+        out.display()
     );
     Ok(())
+}
+
+pub fn run_collect(args: &CollectArgs) -> Result<()> {
+    collect(&workspace_root(), &args.results)
 }
 
 #[cfg(test)]

@@ -5,46 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use datasets::idx::write_split;
-
-/// The `zoo` binary beside this test's executable (target/debug/zoo), brought up to date.
-fn zoo_bin() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "zoo", "--bin", "zoo"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("zoo")
-}
-
-fn write_dataset(dir: &Path) {
-    for (prefix, n) in [("train", 400usize), ("t10k", 100)] {
-        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-        let pixels: Vec<u8> = (0..n * 784)
-            .map(|p| {
-                let (image, row) = (p / 784, (p % 784) / 28);
-                let class = image % 10;
-                if row / 2 == class {
-                    200
-                } else {
-                    ((p * 31) % 70) as u8
-                }
-            })
-            .collect();
-        write_split(dir, prefix, &pixels, &labels, 28, 28).unwrap();
-    }
-}
-
-fn write_config(dir: &Path, name: &str, model: &str, data: &Path) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    let body = format!(
-        "[model]\n{model}\n\n[data]\ndataset = \"mnist\"\ndir = \"{}\"\nval_size = 50\nbatch_size = 32\n\n[train]\nepochs = 2\noptimizer = \"momentum\"\nlr = 0.01\n",
-        data.display()
-    );
-    std::fs::write(&path, body).unwrap();
-    path
-}
+mod common;
+use common::{write_config, write_dataset, zoo_bin};
 
 fn batch(dir: &Path, configs: &Path, zoo: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
@@ -79,11 +41,11 @@ fn finished(results: &Path) -> Vec<(PathBuf, SystemTime)> {
 fn interrupted_batch_resumes_without_rerunning_finished_experiments() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    write_dataset(&data);
+    write_dataset(&data, 400);
     let configs = dir.path().join("configs");
     std::fs::create_dir_all(&configs).unwrap();
-    write_config(&configs, "softmax", "kind = \"softmax\"", &data);
-    write_config(&configs, "mlp", "kind = \"mlp\"\nhidden = [16]", &data);
+    write_config(&configs, "softmax", "kind = \"softmax\"", &data, 2);
+    write_config(&configs, "mlp", "kind = \"mlp\"\nhidden = [16]", &data, 2);
     let results = dir.path().join("results");
     let zoo = zoo_bin();
 

@@ -1,7 +1,8 @@
 //! Weights on disk: a module as burnpack bytes and back, and checkpoints,
-//! `<run>/checkpoints/epoch-NNNN/{model.bpk, optim.bpk, state.json}`. Each checkpoint is
-//! written into a `.partial` directory that is renamed into place only once complete, so a
-//! crash leaves either the previous checkpoint or the new one, never a broken one.
+//! `<run>/checkpoints/epoch-NNNN/{model.bpk, optim.bpk, state.json}` after N epochs, or
+//! `epoch-NNNN-batch-BBBBBB/` when training was interrupted B batches into epoch N+1. Each
+//! checkpoint is written into a `.partial` directory that is renamed into place only once
+//! complete, so a crash leaves either the previous checkpoint or the new one, never a broken one.
 
 use std::path::{Path, PathBuf};
 
@@ -74,13 +75,39 @@ fn checkpoints_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("checkpoints")
 }
 
-/// The newest complete checkpoint: (epochs completed, its directory).
-pub fn latest(run_dir: &Path) -> std::io::Result<Option<(usize, PathBuf)>> {
+/// Where in training a checkpoint was taken: after `epochs` whole epochs and `batches`
+/// batches of the next one (0 at an epoch's end). Orders as training goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub epochs: usize,
+    pub batches: usize,
+}
+
+impl Position {
+    fn dir_name(self) -> String {
+        match self.batches {
+            0 => format!("epoch-{:04}", self.epochs),
+            b => format!("epoch-{:04}-batch-{b:06}", self.epochs),
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        let rest = name.strip_prefix("epoch-")?;
+        let (epochs, batches) = match rest.split_once("-batch-") {
+            Some((e, b)) => (e.parse().ok()?, b.parse().ok()?),
+            None => (rest.parse().ok()?, 0),
+        };
+        Some(Self { epochs, batches })
+    }
+}
+
+/// The newest complete checkpoint: where it was taken, and its directory.
+pub fn latest(run_dir: &Path) -> std::io::Result<Option<(Position, PathBuf)>> {
     Ok(complete(run_dir)?.pop())
 }
 
 /// Complete checkpoints, oldest first.
-fn complete(run_dir: &Path) -> std::io::Result<Vec<(usize, PathBuf)>> {
+fn complete(run_dir: &Path) -> std::io::Result<Vec<(Position, PathBuf)>> {
     let dir = checkpoints_dir(run_dir);
     if !dir.is_dir() {
         return Ok(Vec::new());
@@ -92,11 +119,8 @@ fn complete(run_dir: &Path) -> std::io::Result<Vec<(usize, PathBuf)>> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if let Some(epoch) = name
-            .strip_prefix("epoch-")
-            .and_then(|e| e.parse::<usize>().ok())
-        {
-            found.push((epoch, path));
+        if let Some(position) = Position::parse(&name) {
+            found.push((position, path));
         }
     }
     found.sort();
@@ -104,10 +128,14 @@ fn complete(run_dir: &Path) -> std::io::Result<Vec<(usize, PathBuf)>> {
 }
 
 /// Writes one checkpoint from its files' bytes, then drops all but the newest `KEEP`.
-pub fn save(run_dir: &Path, epoch: usize, files: &[(&str, &[u8])]) -> std::io::Result<PathBuf> {
+pub fn save(
+    run_dir: &Path,
+    position: Position,
+    files: &[(&str, &[u8])],
+) -> std::io::Result<PathBuf> {
     let dir = checkpoints_dir(run_dir);
-    let final_dir = dir.join(format!("epoch-{epoch:04}"));
-    let partial = dir.join(format!(".epoch-{epoch:04}.partial"));
+    let final_dir = dir.join(position.dir_name());
+    let partial = dir.join(format!(".{}.partial", position.dir_name()));
     if partial.exists() {
         std::fs::remove_dir_all(&partial)?;
     }
@@ -133,13 +161,38 @@ mod tests {
     #[test]
     fn keeps_the_newest_two_and_ignores_partials() {
         let run = tempfile::tempdir().unwrap();
-        for epoch in 1..=3 {
-            save(run.path(), epoch, &[("state.json", b"{}")]).unwrap();
+        let at = |epochs, batches| Position { epochs, batches };
+        for position in [at(1, 0), at(2, 0), at(2, 7), at(2, 30)] {
+            save(run.path(), position, &[("state.json", b"{}")]).unwrap();
         }
-        std::fs::create_dir_all(run.path().join("checkpoints/.epoch-0004.partial")).unwrap();
-        let (epoch, dir) = latest(run.path()).unwrap().unwrap();
-        assert_eq!(epoch, 3);
+        std::fs::create_dir_all(run.path().join("checkpoints/.epoch-0003.partial")).unwrap();
+        let (position, dir) = latest(run.path()).unwrap().unwrap();
+        assert_eq!(position, at(2, 30));
+        assert!(dir.ends_with("checkpoints/epoch-0002-batch-000030"));
         assert!(dir.join("state.json").is_file());
-        assert_eq!(complete(run.path()).unwrap().len(), 2);
+        let kept: Vec<_> = complete(run.path())
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(kept, [at(2, 7), at(2, 30)]);
+    }
+
+    #[test]
+    fn positions_round_trip_through_directory_names() {
+        for position in [
+            Position {
+                epochs: 0,
+                batches: 5,
+            },
+            Position {
+                epochs: 12,
+                batches: 0,
+            },
+        ] {
+            assert_eq!(Position::parse(&position.dir_name()), Some(position));
+        }
+        assert_eq!(Position::parse("epoch-x"), None);
+        assert_eq!(Position::parse(".epoch-0001.partial"), None);
     }
 }

@@ -294,6 +294,7 @@ impl Experiment {
             eval_batch_size: self.data.eval_batch_size,
             run_dir,
             device,
+            stop: None,
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::models::{cross_entropy, CharLm, CharLmConfig, ModelConfig};
 use crate::run_dir::{self, LmMetrics, LmScores, METRICS_FILE, VOCAB_FILE};
 use crate::summary::{group_digits, Summary};
 use crate::text::{Corpus, TextBatch, TextBatcher, Vocabulary, Windows};
-use crate::train::{BatchLoss, Task, Validation};
+use crate::train::{BatchLoss, StopFlag, Task, Validation};
 
 fn text_path(exp: &Experiment) -> &Path {
     exp.data
@@ -52,6 +52,7 @@ pub fn train(
     config: &CharLmConfig,
     backend: Backend,
     resume: bool,
+    stop: Option<StopFlag>,
 ) -> Result<LmMetrics> {
     let run_dir = exp.run_dir();
     let _lock = run_dir::prepare(exp, &run_dir, resume)?;
@@ -75,6 +76,7 @@ pub fn train(
     };
     let outcome = exp
         .trainer(&run_dir, device.clone())
+        .stop_on(stop)
         .fit(model, &task, resume)?;
     run_dir::save_model(&run_dir, &outcome.model)?;
 

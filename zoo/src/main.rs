@@ -9,6 +9,7 @@ use zoo::backend::Backend;
 use zoo::config::{Experiment, Override};
 use zoo::models::ModelConfig;
 use zoo::run;
+use zoo::train::{StopFlag, TrainError};
 
 #[derive(Parser)]
 #[command(
@@ -163,6 +164,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match std::panic::catch_unwind(|| dispatch(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(err)) if is_interrupted(&err) => {
+            eprintln!("{err}");
+            ExitCode::from(INTERRUPTED)
+        }
         Ok(Err(err)) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
@@ -172,6 +177,34 @@ fn main() -> ExitCode {
         }
         Err(_) => ExitCode::FAILURE,
     }
+}
+
+/// `zoo train`'s exit status when a signal stopped it after a checkpoint: `--resume` continues
+/// the run (BSD's EX_TEMPFAIL, "try again later"; job scripts requeue on it).
+const INTERRUPTED: u8 = 75;
+
+fn is_interrupted(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<TrainError>(),
+            Some(TrainError::Interrupted { .. })
+        )
+    })
+}
+
+/// SIGTERM (what Slurm sends before cancelling, preempting or a time limit), SIGINT (Ctrl-C)
+/// and SIGHUP set the returned flag: training checkpoints after its current step and stops.
+/// A second signal ends the process at once, with 128 + the signal's number; every file zoo
+/// writes is renamed into place only when complete, so nothing is left half-written.
+fn stop_on_signals() -> Result<StopFlag> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let stop = StopFlag::default();
+    for signal in [SIGTERM, SIGINT, SIGHUP] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, stop.clone())?;
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    Ok(stop)
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
@@ -195,7 +228,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 extra.push(path_override("output.dir", out));
             }
             let exp = config.load(extra)?;
-            run::train(&exp, backend, resume)?;
+            run::train(&exp, backend, resume, Some(stop_on_signals()?))?;
         }
         Command::Eval { run_dir, backend } => {
             backend.make_default();

@@ -18,6 +18,7 @@ use crate::eval::{evaluate, evaluate_on, Evaluation, ImageTask};
 use crate::models::{ImageModel, ImageModelConfig, ModelConfig};
 use crate::run_dir::{self, Metrics, METRICS_FILE, NORMALIZATION_FILE};
 use crate::summary::{group_digits, Summary};
+use crate::train::StopFlag;
 
 /// The summary of a config's model at the input its data implies (for the char-lm, this
 /// reads its text to learn the vocabulary).
@@ -43,10 +44,18 @@ pub fn image_model(
 }
 
 /// Trains `exp` on `backend` into its run directory and evaluates it on the test split.
-pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<()> {
+/// Setting `stop` checkpoints and returns `TrainError::Interrupted`.
+pub fn train(
+    exp: &Experiment,
+    backend: Backend,
+    resume: bool,
+    stop: Option<StopFlag>,
+) -> Result<()> {
     let eval_batch = exp.data.eval_batch_size;
     match &exp.model {
-        ModelConfig::CharLm(config) => crate::lm::train(exp, config, backend, resume).map(|_| ()),
+        ModelConfig::CharLm(config) => {
+            crate::lm::train(exp, config, backend, resume, stop).map(|_| ())
+        }
         ModelConfig::Knn(knn) => classify(exp, backend, resume, |data, device, metrics| {
             let started = Instant::now();
             let model = knn.fit_on(data, device);
@@ -62,9 +71,11 @@ pub fn train(exp: &Experiment, backend: Backend, resume: bool) -> Result<()> {
             device.seed(exp.train.seed);
             let (model, _) = image_model(config, exp, device)?;
             let run_dir = exp.run_dir();
-            let outcome =
-                exp.trainer(&run_dir, device.clone())
-                    .fit(model, &ImageTask { data }, resume)?;
+            let outcome = exp.trainer(&run_dir, device.clone()).stop_on(stop).fit(
+                model,
+                &ImageTask { data },
+                resume,
+            )?;
             run_dir::save_model(&run_dir, &outcome.model)?;
             let started = Instant::now();
             metrics.test = evaluate_on(&outcome.model, data, &data.test, eval_batch, device);

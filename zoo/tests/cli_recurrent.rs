@@ -63,6 +63,30 @@ fn lm_config(sb: &Sandbox, text: &str) -> String {
 }
 
 #[test]
+fn char_lm_stopped_by_sigterm_mid_epoch_resumes_to_the_same_weights() {
+    let sb = Sandbox::empty();
+    let text = write_text(&sb);
+    // Two epochs, with dropout: the resumed epoch must replay its random draws.
+    let body = std::fs::read_to_string(lm_config(&sb, &text)).unwrap();
+    let body = body
+        .replace("epochs = 6", "epochs = 2")
+        .replace("dropout = 0.0", "dropout = 0.2");
+    let config = write_config(sb.path(), "lm2.toml", &body);
+    let config = config.to_str().unwrap();
+    sb.zoo_ok(&["train", config, "--out", "straight"]);
+    let (status, log) =
+        train_and_signal(sb.path(), &["train", config, "--out", "stopped"], &["TERM"]);
+    assert_eq!(status.code(), Some(INTERRUPTED), "{log}");
+    let names = checkpoint_names(&sb.path().join("stopped"));
+    assert!(
+        names.len() == 1 && names[0].starts_with("epoch-0000-batch-"),
+        "one mid-epoch checkpoint: {names:?}"
+    );
+    sb.zoo_ok(&["train", config, "--out", "stopped", "--resume"]);
+    assert_same_training(&sb.metrics("straight"), &sb.metrics("stopped"));
+}
+
+#[test]
 fn char_lm_beats_the_unigram_baseline_and_samples() {
     let sb = Sandbox::empty();
     let text = write_text(&sb);

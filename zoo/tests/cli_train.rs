@@ -85,11 +85,7 @@ fn interrupted_and_resumed_run_ends_with_the_same_weights() {
     );
 
     let out = sb.zoo_ok(&["train", config, "--out", "interrupted", "--resume"]);
-    assert!(
-        stderr(&out).contains("resuming after epoch"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("resuming from"), "{}", stderr(&out));
     let weights = |run: &str| sb.metrics(run)["weights_digest"].clone();
     assert!(weights("straight").is_string());
     assert_eq!(
@@ -100,6 +96,52 @@ fn interrupted_and_resumed_run_ends_with_the_same_weights() {
     let (a, b) = (sb.metrics("straight"), sb.metrics("interrupted"));
     assert_eq!(a["test"]["accuracy"], b["test"]["accuracy"]);
     assert_eq!(b["history"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn sigterm_mid_epoch_checkpoints_and_resumes_to_the_same_weights() {
+    let sb = Sandbox::with_data(1500, 100);
+    // Dropout and augmentation: the resumed epoch must replay both random streams.
+    let config = sb.config(
+        "t.toml",
+        "kind = \"mlp\"\nhidden = [64]\ndropout = 0.3",
+        "[data.augment]\ncrop_padding = 2\nhorizontal_flip = true",
+    );
+    sb.zoo_ok(&["train", &config, "--out", "straight"]);
+
+    let (status, log) = train_and_signal(
+        sb.path(),
+        &["train", &config, "--out", "stopped"],
+        &["TERM"],
+    );
+    assert_eq!(status.code(), Some(INTERRUPTED), "{log}");
+    assert!(
+        log.contains("stopped on request after 0 epochs and "),
+        "{log}"
+    );
+    assert!(!log.contains("error"), "{log}");
+    let names = checkpoint_names(&sb.path().join("stopped"));
+    assert!(
+        names.len() == 1 && names[0].starts_with("epoch-0000-batch-"),
+        "one mid-epoch checkpoint: {names:?}"
+    );
+    assert!(!sb.path().join("stopped/metrics.json").exists());
+
+    let out = sb.zoo_ok(&["train", &config, "--out", "stopped", "--resume"]);
+    assert!(stderr(&out).contains(&names[0]), "{}", stderr(&out));
+    assert_same_training(&sb.metrics("straight"), &sb.metrics("stopped"));
+
+    // A second signal ends the run at once; what it leaves still resumes to the same weights.
+    // (Two different signals: the kernel merges a second pending SIGTERM into the first.)
+    let args = ["train", &config, "--out", "killed"];
+    let (status, log) = train_and_signal(sb.path(), &args, &["INT", "TERM"]);
+    let (sigint, sigterm) = (128 + 2, 128 + 15);
+    assert!(
+        matches!(status.code(), Some(c) if c == sigint || c == sigterm),
+        "{status:?}: {log}"
+    );
+    sb.zoo_ok(&["train", &config, "--out", "killed", "--resume"]);
+    assert_same_training(&sb.metrics("straight"), &sb.metrics("killed"));
 }
 
 #[test]
@@ -253,7 +295,7 @@ fn leftovers_of_an_interrupted_write_are_removed_and_moved_runs_resume() {
         "train", &config, "--epochs", "2", "--out", "moved", "--resume",
     ]);
     assert!(
-        stderr(&out).contains("resuming after epoch 1"),
+        stderr(&out).contains("resuming from moved/checkpoints/epoch-0001"),
         "{}",
         stderr(&out)
     );

@@ -28,10 +28,28 @@ impl EpochRecord {
     }
 }
 
+/// The running sums of an epoch under way: what its record will be made from. A checkpoint
+/// taken mid-epoch saves them, so a resumed epoch reports what an uninterrupted one would.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochSums {
+    /// Batches trained so far: a resumed epoch skips these in its seeded order.
+    pub batches: usize,
+    /// Sum of batch losses, each weighted by its predictions.
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub predictions: usize,
+    pub examples: usize,
+    /// Seconds spent in the training pass so far.
+    pub seconds: f64,
+}
+
 /// Everything besides weights and optimizer state that a resumed run needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TrainState {
     pub epochs_done: usize,
+    /// The epoch under way when training was interrupted; `None` at an epoch's end.
+    #[serde(default)]
+    pub in_epoch: Option<EpochSums>,
     pub history: Vec<EpochRecord>,
     pub plateau: PlateauState,
     pub best_val_loss: Option<f64>,

@@ -10,6 +10,7 @@ pub mod history;
 mod progress;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,11 +20,11 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 
-use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, STATE_FILE};
+use crate::checkpoint::{self, Position, MODEL_FILE, OPTIM_FILE, STATE_FILE};
 use crate::losses::weight_penalty;
 use crate::schedule::{learning_rate, ScheduleKind};
 pub use config::{optimizer, OptimizerKind, TrainConfig};
-pub use history::{EpochRecord, TrainOutcome, TrainState};
+pub use history::{EpochRecord, EpochSums, TrainOutcome, TrainState};
 use progress::Progress;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,9 @@ pub enum TrainError {
     },
     #[error("training diverged in epoch {epoch}: the loss is {loss}; lower train.lr or set train.clip_grad_norm")]
     Diverged { epoch: usize, loss: f64 },
+    /// Not a failure: a stop was requested (SIGTERM, Ctrl-C) and the run was checkpointed.
+    #[error("stopped on request after {} epochs and {} batches; checkpoint {} (--resume continues)", at.epochs, at.batches, checkpoint.display())]
+    Interrupted { at: Position, checkpoint: PathBuf },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -46,6 +50,9 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
+/// Set (by a signal handler, say) to ask a running `fit` to checkpoint and return.
+pub type StopFlag = Arc<AtomicBool>;
+
 /// A seed per epoch, so shuffling and dropout after a resume repeat the uninterrupted run's.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     let mut z = seed
@@ -54,6 +61,11 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z ^ (z >> 31)
+}
+
+/// A seed per step, so dropout after a mid-epoch resume repeats the uninterrupted run's.
+fn step_seed(epoch_seed: u64, batch: usize) -> u64 {
+    epoch_seed ^ (batch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
 
 /// What one training batch gave: the loss to minimize and how many predictions it made
@@ -141,9 +153,16 @@ pub struct Trainer<'a> {
     pub run_dir: &'a Path,
     /// The device to train on (autodiff is switched on here).
     pub device: Device,
+    /// Set from outside (a signal handler) to stop after the current step with a checkpoint.
+    pub stop: Option<StopFlag>,
 }
 
 impl Trainer<'_> {
+    /// The same trainer, stopping with a checkpoint once `stop` is set.
+    pub fn stop_on(self, stop: Option<StopFlag>) -> Self {
+        Self { stop, ..self }
+    }
+
     /// Trains `model` (built on `self.device`), resuming from the newest checkpoint if
     /// `resume`; returns the final model in eval mode.
     pub fn fit<M: Module, T: Task<M>>(
@@ -181,11 +200,7 @@ impl Trainer<'_> {
                     path: state_path.clone(),
                     message: e.to_string(),
                 })?;
-                eprintln!(
-                    "resuming after epoch {} from {}",
-                    state.epochs_done,
-                    dir.display()
-                );
+                eprintln!("resuming from {}", dir.display());
             }
         }
         let epochs = self.config.epochs;
@@ -200,30 +215,49 @@ impl Trainer<'_> {
                 &state.plateau,
             );
             let seed = epoch_seed(self.config.seed, epoch);
-            device.seed(seed);
             let loader = task.train_loader(self.batch_size, seed, &device);
             let total = loader.num_items();
+            // A resumed epoch starts from its checkpointed sums and skips the batches they count.
+            let mut sums = state.in_epoch.take().unwrap_or_default();
+            let seconds_before = sums.seconds;
             let started = Instant::now();
-            let (mut loss_sum, mut correct, mut seen, mut examples) =
-                (0f64, 0usize, 0usize, 0usize);
-            for batch in loader.iter() {
+            for (index, batch) in loader.iter().enumerate().skip(sums.batches) {
                 let batch = batch.expect("in-memory datasets do not fail");
+                device.seed(step_seed(seed, index));
                 let step;
                 (model, step) = train_step(model, &mut optim, task, batch, self.config, lr);
-                loss_sum += step.loss * step.predictions as f64;
-                correct += step.correct;
-                seen += step.predictions;
-                examples += step.examples;
+                sums.batches = index + 1;
+                sums.loss_sum += step.loss * step.predictions as f64;
+                sums.correct += step.correct;
+                sums.predictions += step.predictions;
+                sums.examples += step.examples;
                 progress.batch(
                     epoch + 1,
                     epochs,
-                    examples,
+                    sums.examples,
                     total,
-                    loss_sum / seen as f64,
-                    correct as f64 / seen as f64,
+                    sums.loss_sum / sums.predictions as f64,
+                    sums.correct as f64 / sums.predictions as f64,
                 );
+                if self.stop_requested() {
+                    sums.seconds = seconds_before + started.elapsed().as_secs_f64();
+                    let at = Position {
+                        epochs: epoch,
+                        batches: sums.batches,
+                    };
+                    state.in_epoch = Some(sums);
+                    let checkpoint = self.save_checkpoint(&model, &optim, &state, at)?;
+                    return Err(TrainError::Interrupted { at, checkpoint });
+                }
             }
-            let train_seconds = started.elapsed().as_secs_f64();
+            let EpochSums {
+                loss_sum,
+                correct,
+                predictions: seen,
+                examples,
+                ..
+            } = sums;
+            let train_seconds = seconds_before + started.elapsed().as_secs_f64();
             let val = task.validate(&model.valid(), self.eval_batch_size, &self.device);
             let record = EpochRecord {
                 epoch: epoch + 1,
@@ -233,7 +267,7 @@ impl Trainer<'_> {
                 val_loss: val.loss,
                 val_accuracy: val.accuracy,
                 val_top5: val.top5,
-                seconds: started.elapsed().as_secs_f64(),
+                seconds: seconds_before + started.elapsed().as_secs_f64(),
                 train_samples_per_second: examples as f64 / train_seconds.max(1e-9),
                 train_samples: examples,
             };
@@ -271,7 +305,14 @@ impl Trainer<'_> {
             }
             state.history.push(record);
             state.epochs_done = epoch + 1;
-            self.save_checkpoint(&model, &optim, &state)?;
+            let at = Position {
+                epochs: epoch + 1,
+                batches: 0,
+            };
+            let checkpoint = self.save_checkpoint(&model, &optim, &state, at)?;
+            if self.stop_requested() && state.epochs_done < epochs && !state.stopped_early {
+                return Err(TrainError::Interrupted { at, checkpoint });
+            }
         }
         Ok(TrainOutcome {
             model: model.valid(),
@@ -279,12 +320,19 @@ impl Trainer<'_> {
         })
     }
 
+    fn stop_requested(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::SeqCst))
+    }
+
     fn save_checkpoint<M: Module>(
         &self,
         model: &M,
         optim: &ModuleOptimizer,
         state: &TrainState,
-    ) -> Result<(), TrainError> {
+        at: Position,
+    ) -> Result<PathBuf, TrainError> {
         let fail = |message: String| TrainError::Checkpoint {
             path: self.run_dir.join("checkpoints"),
             message,
@@ -294,14 +342,13 @@ impl Trainer<'_> {
         let state_json = serde_json::to_vec_pretty(state).expect("state serializes");
         checkpoint::save(
             self.run_dir,
-            state.epochs_done,
+            at,
             &[
                 (MODEL_FILE, &model_bytes),
                 (OPTIM_FILE, &optim_bytes),
                 (STATE_FILE, &state_json),
             ],
         )
-        .map_err(io_error(self.run_dir))?;
-        Ok(())
+        .map_err(io_error(self.run_dir))
     }
 }

@@ -1,8 +1,9 @@
 //! Helpers for the CLI tests: a generated MNIST-format dataset and a `zoo` command.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, ExitStatus, Output, Stdio};
 
 use datasets::idx::write_split;
 
@@ -106,6 +107,75 @@ pub fn zoo_command(cwd: &Path, args: &[&str]) -> Command {
         .current_dir(cwd)
         .env("XDG_RUNTIME_DIR", std::env::temp_dir());
     cmd
+}
+
+/// The exit status of `zoo train` stopped by a signal after writing a checkpoint.
+pub const INTERRUPTED: i32 = 75;
+
+/// Starts `zoo ARGS` (a `train`), sends it `signals` (names for `kill`: TERM, INT) back to back
+/// as soon as it says it is training (its handlers are in place by then), and waits: its exit
+/// status and stderr.
+pub fn train_and_signal(cwd: &Path, args: &[&str], signals: &[&str]) -> (ExitStatus, String) {
+    let mut child = zoo_command(cwd, args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("zoo runs");
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        log.push_str(&line);
+        if line.starts_with("training ") {
+            let pid = child.id().to_string();
+            for signal in signals {
+                let signal = format!("-{signal}");
+                assert!(Command::new("kill")
+                    .args([&signal, &pid])
+                    .status()
+                    .unwrap()
+                    .success());
+            }
+            break;
+        }
+        line.clear();
+    }
+    reader.read_to_string(&mut log).unwrap();
+    (child.wait().unwrap(), log)
+}
+
+/// The names of a run's checkpoint directories, sorted.
+pub fn checkpoint_names(run_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(run_dir.join("checkpoints"))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Asserts two runs' `metrics.json` show the same training: the same final weights and the
+/// same epoch records, timings apart (they differ between any two runs).
+pub fn assert_same_training(a: &serde_json::Value, b: &serde_json::Value) {
+    assert!(a["weights_digest"].is_string(), "no weights digest: {a}");
+    assert_eq!(
+        a["weights_digest"], b["weights_digest"],
+        "different final weights"
+    );
+    let without_timings = |m: &serde_json::Value| {
+        let mut history = m["history"].as_array().expect("a history").clone();
+        for record in &mut history {
+            record
+                .as_object_mut()
+                .unwrap()
+                .retain(|key, _| !key.contains("second"));
+        }
+        history
+    };
+    assert_eq!(without_timings(a), without_timings(b));
 }
 
 pub fn stderr(out: &Output) -> String {
