@@ -366,6 +366,7 @@ fn failure_of(e: &Experiment, slurm_failures: &slurm::Failures) -> Option<String
 /// `collect`: results.{csv,json,md} and plots of the batch in `out`, from its run directories.
 pub fn collect(root: &Path, out: &Path) -> Result<()> {
     let plan = Plan::load(out)?;
+    slurm::record_ended(&plan, out)?;
     let failures = slurm::Failures::load(out)?;
     let rows = plan
         .experiments

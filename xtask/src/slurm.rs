@@ -385,19 +385,32 @@ fn follow(
         }
         std::thread::sleep(Duration::from_secs(poll_seconds.max(1)));
     };
+    record_failures(plan, out, submissions, &states, failures)
+}
+
+/// Records why each ended task without metrics failed (Slurm's state, its log's error line);
+/// later submissions of an experiment override earlier ones.
+fn record_failures(
+    plan: &Plan,
+    out: &Path,
+    submissions: &[Submission],
+    states: &BTreeMap<String, (String, String)>,
+    failures: &mut Failures,
+) -> Result<()> {
     for sub in submissions {
         for &i in &sub.tasks {
             let Ok(dir) = &plan.experiments[i].run_dir else {
                 continue;
             };
-            if dir.join(METRICS_FILE).exists() {
-                continue;
-            }
             let job = format!("{}_{i}", sub.job_id);
+            // Forgotten by Slurm (after its MinJobAge) counts as ended.
             let (state, exit) = states
                 .get(&job)
                 .cloned()
                 .unwrap_or_else(|| ("UNKNOWN".into(), String::new()));
+            if dir.join(METRICS_FILE).exists() || is_active(&state) {
+                continue;
+            }
             let log =
                 std::fs::read(out.join("slurm").join(format!("{job}.out"))).unwrap_or_default();
             let mut error = error_line(&log);
@@ -410,6 +423,25 @@ fn follow(
         }
     }
     failures.save(out)
+}
+
+/// For `collect`: records the failures of the batch's tasks that have ended since it was
+/// submitted (`--no-wait`); a Slurm that does not answer leaves the record as it was.
+pub fn record_ended(plan: &Plan, out: &Path) -> Result<()> {
+    let submissions = load_submissions(out)?;
+    if submissions.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = submissions.iter().map(|s| s.job_id.as_str()).collect();
+    let states = match task_states(&ids) {
+        Ok(states) => states,
+        Err(e) => {
+            eprintln!("collect: cannot ask Slurm about the batch's tasks ({e:#}); using the failures recorded before");
+            return Ok(());
+        }
+    };
+    let mut failures = Failures::load(out)?;
+    record_failures(plan, out, &submissions, &states, &mut failures)
 }
 
 #[cfg(test)]

@@ -217,8 +217,23 @@ fn a_batch_through_slurm_equals_the_local_one_and_survives_preemption() {
         &dir.path().join("no-data"),
         1,
     );
+    // Submitted without waiting; `collect` records the failure once the task has ended.
     let failing = dir.path().join("failing");
-    batch(&failing, &broken, "0", "slurm", &[]);
+    batch(&failing, &broken, "0", "slurm", &["--no-wait"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let queue = cluster
+            .command("squeue")
+            .args(["--noheader"])
+            .output()
+            .unwrap();
+        if queue.stdout.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the failing task never ended");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    xtask(&cluster, &zoo, &["collect", failing.to_str().unwrap()]);
     let failures = std::fs::read_to_string(failing.join("slurm/failures.json")).unwrap();
     assert!(
         failures.contains("\"FAILED\"") && failures.contains("cannot load the dataset"),

@@ -1,7 +1,7 @@
 //! A run directory, shared by the image and text paths: its file names, `metrics.json`, the
 //! checks before a run starts in it, and reading back what a run saved.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
@@ -120,68 +120,67 @@ impl LmScores {
 
 pub const LOCK_FILE: &str = ".lock";
 
-/// The run directory held by this process: one trainer per directory at a time. Dropped when
-/// the run ends, however it ends; a lock whose process is gone (killed) is taken over.
+/// The run directory held by this process: one trainer per directory at a time. The hold is the
+/// OS's lock on `.lock` (flock), which the kernel releases when the process ends, however it
+/// ends: no lock outlives its trainer, and on NFS the server keeps it for every node. The file
+/// names the holder (pid and host) for the error another trainer gets.
 #[derive(Debug)]
 pub struct RunLock {
-    path: PathBuf,
+    file: std::fs::File,
 }
 
 impl RunLock {
     pub fn acquire(run_dir: &Path) -> Result<Self> {
+        use std::io::Write;
         std::fs::create_dir_all(run_dir)
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
         let path = run_dir.join(LOCK_FILE);
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    use std::io::Write;
-                    write!(file, "{}", std::process::id())
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    return Ok(Self { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                    let pid = holder.trim().parse::<u32>().ok();
-                    if pid.is_some_and(process_alive) {
-                        bail!(
-                            "{} is in use by another zoo train (pid {}); wait for it, or train into another --out DIR",
-                            run_dir.display(),
-                            holder.trim()
-                        );
-                    }
-                    // Its process is gone: the lock is stale. If another trainer removes it
-                    // first, only one of the two creates the new one.
-                    let _ = std::fs::remove_file(&path);
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot create {}", path.display()))
-                }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let (pid, host) = holder.trim().split_once('@').unwrap_or((holder.trim(), ""));
+                let place = if host.is_empty() || host == hostname() {
+                    String::new()
+                } else {
+                    format!(" on {host}")
+                };
+                bail!(
+                    "{} is in use by another zoo train (pid {pid}{place}); wait for it, or train into another --out DIR",
+                    run_dir.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
             }
         }
-        bail!("{} is in use by another zoo train", run_dir.display())
+        file.set_len(0)
+            .and_then(|()| write!(file, "{}@{}", std::process::id(), hostname()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self { file })
     }
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // The file stays (removing it would let two trainers lock two different files); it
+        // no longer names a holder.
+        let _ = self.file.set_len(0);
     }
 }
 
-/// Whether process `pid` is running (Linux: it has a /proc entry that is not a zombie).
-fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesized command name: `Z` is a zombie, a dead process.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
+/// This machine's name, for lock messages (Linux; empty elsewhere).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Takes the run directory (`RunLock`), removes what an interrupted run left half-written

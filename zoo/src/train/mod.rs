@@ -1,9 +1,10 @@
 //! The shared trainer: any model, any task, any device. It knows no model family: a task says
 //! how a batch becomes a loss (`Task`), and `fit` runs the epochs, the schedule, validation,
-//! early stopping and checkpoints. It is a plain loop over Burn's autodiff, optimizers and
-//! data loader rather than burn-train's `SupervisedTraining`, because burn-train restarts its
-//! loader's shuffle and the device RNG on resume (a resumed run could not match an
-//! uninterrupted one), writes checkpoints in place, and has no reduce-on-plateau.
+//! early stopping and checkpoints, and stops with a mid-epoch checkpoint when asked
+//! (`Trainer::stop`, set by the CLI's signal handlers). It is a plain loop over Burn's
+//! autodiff, optimizers and data loader rather than burn-train's `SupervisedTraining`, because
+//! burn-train restarts its loader's shuffle and the device RNG on resume (a resumed run could
+//! not match an uninterrupted one), writes checkpoints in place, and has no reduce-on-plateau.
 
 pub mod config;
 pub mod history;
@@ -53,7 +54,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 /// Set (by a signal handler, say) to ask a running `fit` to checkpoint and return.
 pub type StopFlag = Arc<AtomicBool>;
 
-/// A seed per epoch, so shuffling and dropout after a resume repeat the uninterrupted run's.
+/// A seed per epoch, so shuffling and augmentation after a resume repeat the uninterrupted run's.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     let mut z = seed
         ^ (epoch as u64)
