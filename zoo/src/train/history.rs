@@ -71,3 +71,40 @@ pub struct TrainOutcome<M> {
     pub model: M,
     pub state: TrainState,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_reads_back_the_exact_floats_it_saved() {
+        // A cosine-schedule rate that serde_json's default parser reads one ulp off.
+        let lr = 0.000_904_508_497_187_473_7;
+        let record = EpochRecord {
+            epoch: 4,
+            lr,
+            train_loss: 0.1 + 0.2,
+            train_accuracy: 1.0 / 3.0,
+            val_loss: std::f64::consts::PI,
+            val_accuracy: 0.9014,
+            val_top5: 0.9982,
+            seconds: 1.1,
+            train_samples_per_second: 50_517.25,
+            train_samples: 55_000,
+        };
+        let state = TrainState {
+            epochs_done: 4,
+            history: vec![record.clone()],
+            in_epoch: Some(EpochSums {
+                batches: 721,
+                loss_sum: 12_345.678_901_234_567,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&state).unwrap();
+        let back: TrainState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.history, vec![record]);
+        assert_eq!(back.in_epoch, state.in_epoch);
+    }
+}
