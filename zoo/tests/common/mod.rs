@@ -127,15 +127,14 @@ pub fn train_and_signal(cwd: &Path, args: &[&str], signals: &[&str]) -> (ExitSta
     while reader.read_line(&mut line).unwrap() > 0 {
         log.push_str(&line);
         if line.starts_with("training ") {
-            let pid = child.id().to_string();
-            for signal in signals {
-                let signal = format!("-{signal}");
-                assert!(Command::new("kill")
-                    .args([&signal, &pid])
-                    .status()
-                    .unwrap()
-                    .success());
-            }
+            // One shell sends them all with its builtin `kill`, microseconds apart: separate
+            // `kill` processes could leave time for the first signal's checkpoint and exit.
+            let kills: Vec<String> = signals.iter().map(|s| format!("kill -{s} $1")).collect();
+            let status = Command::new("sh")
+                .args(["-c", &kills.join(" && "), "sh", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
             break;
         }
         line.clear();
