@@ -12,6 +12,9 @@ use crate::images::ImageSet;
 /// Where Debian's `dataset-fashion-mnist` package puts the IDX files.
 pub const DEFAULT_FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
+/// torchvision's ImageNet class names, one per line.
+const IMAGENET_CLASSES: &str = include_str!("imagenet_classes.txt");
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
     Train,
@@ -99,7 +102,9 @@ impl DatasetKind {
                 "ship",
                 "truck",
             ],
-            DatasetKind::Cifar100 | DatasetKind::Imagenet => {
+            // torchvision's names of the ILSVRC-2012 classes, in its index order.
+            DatasetKind::Imagenet => return IMAGENET_CLASSES.lines().map(String::from).collect(),
+            DatasetKind::Cifar100 => {
                 let (_, _, _, classes) = self.shape();
                 return (0..classes).map(|c| format!("class {c}")).collect();
             }

@@ -163,6 +163,10 @@ impl DataConfig {
     }
 }
 
+/// torchvision's ImageNet normalization (per RGB channel, on pixels scaled to [0, 1]).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
 /// How pixels are scaled before they reach the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

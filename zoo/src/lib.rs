@@ -6,11 +6,12 @@
 //!    `backend`, `summary` (the notes' per-layer table);
 //! 2. data: `data` (`[data]`, splits, standardization), `text` (corpus, vocabulary, windows);
 //! 3. models: `losses`, `models` (the registry, one file per family);
-//! 4. training: `schedule`, `checkpoint` (weights on disk), `train` (the shared trainer, which
-//!    knows no model), `eval` (image classification as a task and its evaluation);
+//! 4. training: `schedule`, `checkpoint` (weights on disk), `interop` (weights in and out of
+//!    PyTorch), `train` (the shared trainer, which knows no model), `eval` (image
+//!    classification as a task and its evaluation);
 //! 5. `config`: the one module that assembles an experiment from the sections above;
 //! 6. runs: `run_dir` (a run directory's files), `run` (image runs), `lm` (char-lm runs),
-//!    `cv`, `bench`; the binary's `main` drives them.
+//!    `cv`, `bench`, `predict`; the binary's `main` drives them.
 
 pub mod backend;
 pub mod bench;
@@ -23,10 +24,12 @@ pub mod fsutil;
 #[cfg(test)]
 mod gradcheck;
 pub mod input;
+pub mod interop;
 pub mod invalid;
 pub mod lm;
 pub mod losses;
 pub mod models;
+pub mod predict;
 pub mod run;
 pub mod run_dir;
 pub mod schedule;

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use zoo::backend::Backend;
 use zoo::config::{Experiment, Override};
+use zoo::interop::ImportOptions;
 use zoo::models::ModelConfig;
 use zoo::run;
 use zoo::train::{StopFlag, TrainError};
@@ -39,6 +40,49 @@ enum Command {
         /// Continue from the run directory's newest checkpoint.
         #[arg(long)]
         resume: bool,
+        /// Start from the weights of this run directory (trained or imported): fine-tuning.
+        #[arg(long, value_name = "RUN_DIR")]
+        init_from: Option<PathBuf>,
+    },
+    /// Load a PyTorch state_dict (.pth/.pt) or .safetensors file into a config's network and
+    /// write a run directory (torchvision's layouts need no flags).
+    Import {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The weights: `torch.save(model.state_dict(), PATH)` or a .safetensors file.
+        weights: PathBuf,
+        /// The run directory to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Rename the file's keys by a regular expression before matching, e.g.
+        /// --remap '^backbone\.=' (repeatable, applied in order; $1 refers to a group).
+        #[arg(long, value_name = "PATTERN=REPLACEMENT")]
+        remap: Vec<String>,
+        /// Leave the parameters matching this pattern (PyTorch name or zoo path) at their
+        /// initialization, e.g. --skip '^fc\.' for a head with another number of classes.
+        #[arg(long, value_name = "PATTERN")]
+        skip: Vec<String>,
+    },
+    /// Write a run's weights as .safetensors under PyTorch's names (torchvision's layout where
+    /// it has one): `model.load_state_dict(safetensors.torch.load_file(OUT))`.
+    Export {
+        run_dir: PathBuf,
+        /// The .safetensors file to write.
+        out: PathBuf,
+    },
+    /// Classify image files (PNG, JPEG) or .npy arrays of float32 [N, C, H, W] with a run.
+    Predict {
+        run_dir: PathBuf,
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Classes to show per input.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Print a JSON array: input, raw logits and the top classes of each.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        backend: Backend,
     },
     /// Re-evaluate a run's saved model on the test split.
     Eval {
@@ -215,6 +259,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             epochs,
             out,
             resume,
+            init_from,
         } => {
             backend.make_default();
             let mut extra = Vec::new();
@@ -228,7 +273,39 @@ fn dispatch(cli: Cli) -> Result<()> {
                 extra.push(path_override("output.dir", out));
             }
             let exp = config.load(extra)?;
-            run::train(&exp, backend, resume, Some(stop_on_signals()?))?;
+            let stop = Some(stop_on_signals()?);
+            run::train(&exp, backend, resume, init_from.as_deref(), stop)?;
+        }
+        Command::Import {
+            config,
+            weights,
+            out,
+            remap,
+            skip,
+        } => {
+            Backend::Flex.make_default();
+            let exp = config.load(vec![path_override("output.dir", &out)])?;
+            let options = ImportOptions::parse(&remap, &skip)?;
+            run::import(&exp, &weights, &options)?;
+        }
+        Command::Export { run_dir, out } => {
+            Backend::Flex.make_default();
+            run::export(&run_dir, &out)?;
+        }
+        Command::Predict {
+            run_dir,
+            inputs,
+            top,
+            json,
+            backend,
+        } => {
+            backend.make_default();
+            let predictions = zoo::predict::predict(&run_dir, &inputs, backend)?;
+            if json {
+                println!("{}", zoo::predict::to_json(&predictions, top));
+            } else {
+                print!("{}", zoo::predict::to_text(&predictions, top));
+            }
         }
         Command::Eval { run_dir, backend } => {
             backend.make_default();

@@ -8,13 +8,14 @@ use anyhow::{Context, Result};
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::prelude::*;
-use datasets::Standardization;
+use datasets::{DatasetKind, Standardization};
 
 use crate::backend::Backend;
 use crate::checkpoint::weights_digest;
 use crate::config::Experiment;
-use crate::data::{self, image_input, PreparedData};
+use crate::data::{self, image_input, Normalize, PreparedData, IMAGENET_MEAN, IMAGENET_STD};
 use crate::eval::{evaluate, evaluate_on, Evaluation, ImageTask};
+use crate::interop::{self, ImportOptions};
 use crate::models::{ImageModel, ImageModelConfig, ModelConfig};
 use crate::run_dir::{self, Metrics, METRICS_FILE, NORMALIZATION_FILE};
 use crate::summary::{group_digits, Summary};
@@ -43,14 +44,23 @@ pub fn image_model(
         .map_err(|e| anyhow::anyhow!("{}.{}: {}", e.section.unwrap_or("model"), e.key, e.message))
 }
 
-/// Trains `exp` on `backend` into its run directory and evaluates it on the test split.
-/// Setting `stop` checkpoints and returns `TrainError::Interrupted`.
+/// Trains `exp` on `backend` into its run directory and evaluates it on the test split,
+/// starting an image classifier from the weights of the run `init_from` (fine-tuning) when
+/// given. Setting `stop` checkpoints and returns `TrainError::Interrupted`.
 pub fn train(
     exp: &Experiment,
     backend: Backend,
     resume: bool,
+    init_from: Option<&Path>,
     stop: Option<StopFlag>,
 ) -> Result<()> {
+    if let (Some(dir), false) = (init_from, matches!(exp.model, ModelConfig::Image(_))) {
+        anyhow::bail!(
+            "--init-from {}: a {} model starts from no saved weights",
+            dir.display(),
+            exp.model.kind()
+        );
+    }
     let eval_batch = exp.data.eval_batch_size;
     match &exp.model {
         ModelConfig::CharLm(config) => {
@@ -69,7 +79,15 @@ pub fn train(
         }),
         ModelConfig::Image(config) => classify(exp, backend, resume, |data, device, metrics| {
             device.seed(exp.train.seed);
-            let (model, _) = image_model(config, exp, device)?;
+            let (mut model, _) = image_model(config, exp, device)?;
+            if let Some(dir) = init_from {
+                model = run_dir::load_model(dir, model).with_context(|| {
+                    format!(
+                        "--init-from {}: its weights do not fit this config's network",
+                        dir.display()
+                    )
+                })?;
+            }
             let run_dir = exp.run_dir();
             let outcome = exp.trainer(&run_dir, device.clone()).stop_on(stop).fit(
                 model,
@@ -137,6 +155,75 @@ fn classify(
     println!("{}", metrics.test.to_table(&metrics.class_names));
     println!("run directory: {}", run_dir.display());
     Ok(())
+}
+
+/// `zoo import`: checks a PyTorch weights file against `exp`'s network, then writes a run
+/// directory that `zoo eval`, `zoo predict`, `zoo export` and `zoo train --init-from` take: the
+/// resolved config, `model.bpk` and the normalization (torchvision's ImageNet mean and std for
+/// ImageNet-shaped configs, else what training would fit). Nothing is written when the file
+/// does not fit.
+pub fn import(exp: &Experiment, weights: &Path, options: &ImportOptions) -> Result<()> {
+    let config = image_config(exp, "import")?;
+    let device = Backend::Flex.device();
+    let input = image_input(&exp.data);
+    let (model, summary) = image_model(config, exp, &device)?;
+    let (model, imported) =
+        interop::load_pytorch(model, &config.pytorch_layout(&input), weights, options)?;
+    let standardization = match (exp.data.dataset, exp.data.normalize) {
+        (DatasetKind::Imagenet, _) => Standardization {
+            mean: IMAGENET_MEAN.to_vec(),
+            std: IMAGENET_STD.to_vec(),
+        },
+        (_, Normalize::None) => Standardization::identity(input.channels),
+        (_, Normalize::Standardize) => {
+            data::prepare(&exp.data, None)
+                .context("cannot load the dataset to fit the normalization (--set data.normalize=none skips it)")?
+                .batcher
+                .standardization
+        }
+    };
+    let run_dir = exp.run_dir();
+    let _lock = run_dir::prepare(exp, &run_dir, false)?;
+    run_dir::save_json(&run_dir, NORMALIZATION_FILE, &standardization)?;
+    run_dir::save_model(&run_dir, &model)?;
+    let skipped = match imported.skipped.len() {
+        0 => String::new(),
+        n => format!(
+            ", {n} left at their initialization ({})",
+            imported.skipped.join(", ")
+        ),
+    };
+    println!(
+        "imported {} tensors from {} into {} ({} parameters){skipped}\nrun directory: {}",
+        imported.loaded,
+        weights.display(),
+        exp.model.kind(),
+        group_digits(summary.total_params),
+        run_dir.display()
+    );
+    Ok(())
+}
+
+/// `zoo export`: a run's weights as safetensors under PyTorch's names.
+pub fn export(run_dir: &Path, out: &Path) -> Result<()> {
+    let device = Backend::Flex.device();
+    let (exp, model) = load_trained(run_dir, &device)?;
+    let config = image_config(&exp, "export")?;
+    let layout = config.pytorch_layout(&image_input(&exp.data));
+    let written = interop::save_pytorch(&model, &layout, out)?;
+    println!("wrote {written} tensors to {}", out.display());
+    Ok(())
+}
+
+/// The image classifier's config of `exp`, or the error for a kNN or char-lm run.
+fn image_config<'e>(exp: &'e Experiment, command: &str) -> Result<&'e ImageModelConfig> {
+    match &exp.model {
+        ModelConfig::Image(config) => Ok(config),
+        other => anyhow::bail!(
+            "`zoo {command}` takes an image classifier; {} has no PyTorch weights",
+            other.kind()
+        ),
+    }
 }
 
 /// A finished image run's config and trained network, on `device`.

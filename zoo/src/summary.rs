@@ -132,15 +132,22 @@ impl LayerSummary {
 
     /// Global average pooling to 1x1: one add per input value.
     pub fn global_avg_pool(name: &str, input: [usize; 3]) -> Self {
+        Self::adaptive_avg_pool(name, input, [1, 1])
+    }
+
+    /// Adaptive average pooling to `output` (height, width), whatever the input's size.
+    pub fn adaptive_avg_pool(name: &str, input: [usize; 3], output: [usize; 2]) -> Self {
         let [c, h, w] = input;
+        let [oh, ow] = output;
         Self {
             name: name.into(),
             kind: "avgpool".into(),
-            hyper: format!("{h}x{w} -> 1x1"),
-            output_shape: vec![c, 1, 1],
+            hyper: format!("{h}x{w} -> {oh}x{ow}"),
+            output_shape: vec![c, oh, ow],
             params: 0,
             buffers: 0,
-            macs: c * h * w,
+            // Each output averages about (h / oh) x (w / ow) inputs, at least one.
+            macs: c * h.max(oh) * w.max(ow),
         }
     }
 

@@ -21,14 +21,11 @@ fn root() -> PathBuf {
 }
 
 fn summary(config: &str) -> serde_json::Value {
-    let out = zoo(
-        &root(),
-        &[
-            "summary",
-            &format!("configs/imagenet/{config}.toml"),
-            "--json",
-        ],
-    );
+    summary_of(&format!("configs/imagenet/{config}.toml"))
+}
+
+fn summary_of(path: &str) -> serde_json::Value {
+    let out = zoo(&root(), &["summary", path, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_str(&stdout(&out)).unwrap()
 }
@@ -63,6 +60,45 @@ fn summaries_give_the_notes_counts() {
     ] {
         assert_eq!(summary(config)["total_params"], params, "{config}");
     }
+}
+
+/// `configs/torchvision/`: the variants torchvision ships, with its exact parameter counts
+/// (`sum(p.numel() for p in torchvision.models.NAME().parameters())`, googlenet without its
+/// auxiliary heads).
+#[test]
+fn torchvision_configs_have_torchvisions_counts() {
+    let counts = [
+        ("alexnet", 61_100_840),
+        ("vgg11", 132_863_336),
+        ("vgg11_bn", 132_868_840),
+        ("vgg13", 133_047_848),
+        ("vgg13_bn", 133_053_736),
+        ("vgg16", 138_357_544),
+        ("vgg16_bn", 138_365_992),
+        ("vgg19", 143_667_240),
+        ("vgg19_bn", 143_678_248),
+        ("googlenet", 6_624_904),
+        ("resnet18", 11_689_512),
+        ("resnet34", 21_797_672),
+        ("resnet50", 25_557_032),
+        ("resnet101", 44_549_160),
+        ("resnet152", 60_192_808),
+    ];
+    let shipped = std::fs::read_dir(root().join("configs/torchvision"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        shipped,
+        counts.len(),
+        "a torchvision config without its count here"
+    );
+    for (name, params) in counts {
+        let summary = summary_of(&format!("configs/torchvision/{name}.toml"));
+        assert_eq!(summary["total_params"], params, "{name}");
+    }
+    // torchvision's AlexNet: 55 -> 27 -> 27 -> 13 -> 13 -> 13 -> 13 -> 6, then the 6x6 pool.
+    let alexnet = summary_of("configs/torchvision/alexnet.toml");
+    assert_eq!(feature_sides(&alexnet), [55, 27, 27, 13, 13, 13, 13, 6]);
 }
 
 #[test]
@@ -189,7 +225,7 @@ fn resnets_train_a_step_at_textbook_shape() {
 #[test]
 fn every_shipped_config_builds_as_its_summary_says() {
     let mut checked = 0;
-    for dir in ["fashion-mnist", "imagenet", "text"] {
+    for dir in ["fashion-mnist", "imagenet", "torchvision", "text"] {
         for entry in std::fs::read_dir(root().join("configs").join(dir)).unwrap() {
             let path = entry.unwrap().path();
             let out = zoo(&root(), &["check", path.to_str().unwrap()]);
@@ -198,5 +234,5 @@ fn every_shipped_config_builds_as_its_summary_says() {
             checked += 1;
         }
     }
-    assert!(checked >= 29, "only {checked} configs found");
+    assert!(checked >= 44, "only {checked} configs found");
 }

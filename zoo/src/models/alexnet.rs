@@ -2,15 +2,17 @@
 //! (Zeiler & Fergus, 2013): rows of conv -> ReLU -> [max pool 3/2] -> [LRN], then dropout and
 //! fully connected layers. The rows are data: the papers' tables below, or `features` in TOML.
 
+use burn::nn::pool::AdaptiveAvgPool2d;
 use burn::nn::{Dropout, Linear, LocalResponseNormConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cnn::{
-    classifier_forward, scaled, validate_width, ClassifierHead, ConvStage, ConvUnit,
-    DropoutPlace,
+    classifier_forward, classifier_layout, scaled, validate_width, ClassifierHead, ConvStage,
+    ConvUnit, DropoutPlace,
 };
 use super::builder::{ConvShape, NetBuilder};
+use super::pytorch_names::PytorchLayout;
 use super::family::{ImageClassifier, ImageFamily};
 use crate::input::ModelInput;
 use crate::invalid::{probability, Invalid};
@@ -96,6 +98,9 @@ pub struct AlexNetConfig {
     pub pool_stride: usize,
     /// Round pooled sides up (Caffe); by default off for AlexNet and on for ZFNet.
     pub ceil_mode: Option<bool>,
+    /// An adaptive average pool to this `[height, width]` before the classifier
+    /// (torchvision's `[6, 6]`; none in the papers).
+    pub avgpool: Option<[usize; 2]>,
     /// Hidden fully connected widths before the class layer.
     pub classifier: Vec<usize>,
     /// Dropout before each hidden fully connected layer.
@@ -116,6 +121,7 @@ impl Default for AlexNetConfig {
             pool_kernel: 3,
             pool_stride: 2,
             ceil_mode: None,
+            avgpool: None,
             classifier: vec![4096, 4096],
             dropout: 0.5,
             lrn_size: 5,
@@ -203,6 +209,18 @@ impl ImageFamily for AlexNetConfig {
 
     /// One stage per row (`conv{i}`, `pool{i}`, `lrn{i}`), then the head (dropout before
     /// each hidden layer).
+    /// torchvision's `features.N` (conv, ReLU, [max pool], [LRN] counted as modules) and
+    /// `classifier.N` (dropout, linear, ReLU per hidden layer, then the class layer).
+    fn pytorch_layout(&self, _input: &ModelInput) -> PytorchLayout {
+        let mut layout = PytorchLayout::default();
+        let mut index = 0;
+        for (i, row) in self.rows().iter().enumerate() {
+            layout = layout.layer(format!("features.{i}.unit.conv"), format!("features.{index}"));
+            index += 2 + usize::from(row.pool) + usize::from(row.lrn);
+        }
+        classifier_layout(layout, self.hidden().len(), DropoutPlace::BeforeHidden)
+    }
+
     fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> AlexNet {
         let lrn = LocalResponseNormConfig::new(self.lrn_size)
             .with_alpha(self.lrn_alpha)
@@ -216,7 +234,7 @@ impl ImageFamily for AlexNetConfig {
                 let shape = ConvShape::new(b.map()[0], r.channels, r.kernel)
                     .stride(r.stride)
                     .padding(r.padding);
-                let unit = ConvUnit::build(b, &format!("conv{}", i + 1), shape, false, true);
+                let unit = ConvUnit::build(b, &format!("conv{}", i + 1), shape, None, true);
                 let pool = r.pool.then(|| {
                     let name = format!("pool{}", i + 1);
                     b.max_pool(&name, self.pool_kernel, self.pool_stride, 0, self.ceil())
@@ -225,6 +243,7 @@ impl ImageFamily for AlexNetConfig {
                 ConvStage { unit, pool, lrn }
             })
             .collect();
+        let avgpool = self.avgpool.map(|size| b.adaptive_avg_pool("avgpool", size));
         let head = ClassifierHead::build(
             b,
             &self.hidden(),
@@ -234,6 +253,7 @@ impl ImageFamily for AlexNetConfig {
         );
         AlexNet {
             features,
+            avgpool,
             hidden: head.hidden,
             fc: head.fc,
             dropout: head.dropout,
@@ -245,6 +265,7 @@ impl ImageFamily for AlexNetConfig {
 pub struct AlexNet {
     /// One stage per row: conv + ReLU, then the optional pooling and normalization.
     pub features: Vec<ConvStage>,
+    pub avgpool: Option<AdaptiveAvgPool2d>,
     pub hidden: Vec<Linear>,
     pub fc: Linear,
     pub dropout: Dropout,
@@ -261,10 +282,13 @@ impl AlexNet {
     /// - images: `[batch, channels, height, width]`
     /// - output: `[batch, num_classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self
+        let mut x = self
             .features
             .iter()
             .fold(images, |x, stage| stage.forward(x));
+        if let Some(pool) = &self.avgpool {
+            x = pool.forward(x);
+        }
         classifier_forward(
             x.flatten(1, 3),
             &self.hidden,

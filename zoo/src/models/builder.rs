@@ -47,6 +47,9 @@ impl Init {
     }
 }
 
+/// Batch norm's epsilon unless a family says otherwise (PyTorch's and Burn's default).
+pub const BATCH_NORM_EPS: f64 = 1e-5;
+
 /// One convolution's geometry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvShape {
@@ -177,11 +180,18 @@ impl<'d> NetBuilder<'d> {
         conv
     }
 
-    /// Batch norm over the channels (or features) of the current output.
+    /// Batch norm over the channels (or features) of the current output, PyTorch's epsilon.
     pub fn batch_norm(&mut self, name: &str) -> BatchNorm {
+        self.batch_norm_eps(name, BATCH_NORM_EPS)
+    }
+
+    /// Batch norm with another epsilon (torchvision's GoogLeNet: 1e-3).
+    pub fn batch_norm_eps(&mut self, name: &str, epsilon: f64) -> BatchNorm {
         let shape = self.shape.clone();
         self.row(LayerSummary::batch_norm(name, &shape));
-        BatchNormConfig::new(shape[0]).init(self.device)
+        BatchNormConfig::new(shape[0])
+            .with_epsilon(epsilon)
+            .init(self.device)
     }
 
     /// Max pooling with explicit padding and rounding (`ceil`).
@@ -215,9 +225,14 @@ impl<'d> NetBuilder<'d> {
 
     /// Global average pooling to 1x1.
     pub fn global_avg_pool(&mut self, name: &str) -> AdaptiveAvgPool2d {
-        let row = LayerSummary::global_avg_pool(name, self.map());
+        self.adaptive_avg_pool(name, [1, 1])
+    }
+
+    /// Average pooling to `output` (height, width) from any size (torchvision's `avgpool`).
+    pub fn adaptive_avg_pool(&mut self, name: &str, output: [usize; 2]) -> AdaptiveAvgPool2d {
+        let row = LayerSummary::adaptive_avg_pool(name, self.map(), output);
         self.row(row);
-        AdaptiveAvgPool2dConfig::new([1, 1]).init()
+        AdaptiveAvgPool2dConfig::new(output).init()
     }
 
     /// Local response normalization (keeps the map's shape).

@@ -9,6 +9,7 @@ use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
 use super::builder::{ConvShape, Init, NetBuilder};
+use super::pytorch_names::PytorchLayout;
 use crate::invalid::Invalid;
 
 /// `channels` times the width multiplier, rounded, and at least 1 (the narrowed configs).
@@ -48,17 +49,17 @@ pub struct ConvUnit {
 
 impl ConvUnit {
     /// The unit on the builder's current map, as rows `{name}.conv`, `{name}.bn`, `{name}.relu`.
-    /// `bias`: whether the convolution has one (torchvision keeps it in `vgg16_bn` and drops it
-    /// in GoogLeNet's batch-norm units).
+    /// `batch_norm`: its epsilon, when the unit has one. `bias`: whether the convolution has
+    /// one (torchvision keeps it in `vgg16_bn` and drops it in GoogLeNet's batch-norm units).
     pub fn build(
         b: &mut NetBuilder,
         name: &str,
         shape: ConvShape,
-        batch_norm: bool,
+        batch_norm: Option<f64>,
         bias: bool,
     ) -> Self {
         let conv = b.conv(&format!("{name}.conv"), shape, bias, Init::He);
-        let bn = batch_norm.then(|| b.batch_norm(&format!("{name}.bn")));
+        let bn = batch_norm.map(|eps| b.batch_norm_eps(&format!("{name}.bn"), eps));
         b.elementwise(&format!("{name}.relu"), "relu");
         Self { conv, bn }
     }
@@ -145,6 +146,24 @@ impl ClassifierHead {
             dropout: DropoutConfig::new(dropout).init(),
         }
     }
+}
+
+/// torchvision's `classifier.N` names for the head's `hidden.{i}` and `fc`: its Sequential
+/// counts a dropout, a linear layer and a ReLU per hidden layer, then the class layer.
+pub fn classifier_layout(
+    layout: PytorchLayout,
+    hidden: usize,
+    place: DropoutPlace,
+) -> PytorchLayout {
+    let before = usize::from(place == DropoutPlace::BeforeHidden);
+    (0..hidden)
+        .fold(layout, |l, i| {
+            l.layer(
+                format!("hidden.{i}"),
+                format!("classifier.{}", 3 * i + before),
+            )
+        })
+        .layer("fc", format!("classifier.{}", 3 * hidden))
 }
 
 /// Runs the head on `[batch, features]`.

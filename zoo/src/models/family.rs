@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::builder::NetBuilder;
+use super::pytorch_names::PytorchLayout;
 use crate::input::ModelInput;
 use crate::invalid::Invalid;
 
@@ -68,4 +69,8 @@ pub trait ImageFamily: Clone + std::fmt::Debug + Serialize + DeserializeOwned {
 
     /// Builds the network with fresh weights, every layer through `b` (which writes the table).
     fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> Self::Module;
+
+    /// PyTorch's name for each layer of the network `build` makes (torchvision's layout for
+    /// the families it ships): what `zoo import` reads and `zoo export` writes.
+    fn pytorch_layout(&self, input: &ModelInput) -> PytorchLayout;
 }

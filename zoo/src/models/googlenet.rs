@@ -12,7 +12,8 @@ use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
 use super::cnn::{scaled, validate_width, ConvStage, ConvUnit, Stem};
-use super::builder::{ConvShape, Init, NetBuilder};
+use super::builder::{ConvShape, Init, NetBuilder, BATCH_NORM_EPS};
+use super::pytorch_names::PytorchLayout;
 use super::family::{cross_entropy, ImageClassifier, ImageFamily};
 use crate::input::ModelInput;
 use crate::invalid::{probability, Invalid};
@@ -74,6 +75,17 @@ pub struct GoogLeNetConfig {
     pub lrn: bool,
     /// Batch norm after every convolution (whose bias is then dropped).
     pub batch_norm: bool,
+    /// Its epsilon (torchvision's GoogLeNet: 1e-3).
+    pub batch_norm_eps: f64,
+    /// The kernel of the third branch's second convolution: the paper's 5, or torchvision's 3
+    /// (a known slip in torchvision that its pretrained weights keep).
+    pub branch3_kernel: usize,
+    /// The max pools between the three stages of Inception modules (stride 2, rounded up):
+    /// the paper's 3 and 3, torchvision's 3 and 2.
+    pub stage_pool_kernels: [usize; 2],
+    /// Re-normalize ImageNet-normalized RGB input to (x - 0.5) / 0.5 first, as torchvision's
+    /// pretrained GoogLeNet does (`transform_input=True`; its weights were trained that way).
+    pub transform_input: bool,
     /// The auxiliary heads on 4a and 4d; their losses count `aux_weight` each in training.
     pub aux_classifiers: bool,
     pub aux_weight: f64,
@@ -88,6 +100,10 @@ impl Default for GoogLeNetConfig {
             stem: Stem::Imagenet,
             lrn: true,
             batch_norm: false,
+            batch_norm_eps: BATCH_NORM_EPS,
+            branch3_kernel: 5,
+            stage_pool_kernels: [3, 3],
+            transform_input: false,
             aux_classifiers: false,
             aux_weight: 0.3,
             dropout: 0.4,
@@ -97,7 +113,7 @@ impl Default for GoogLeNetConfig {
 }
 
 /// The convolutions of one module, as (branch name, geometry) in forward order per branch.
-fn branch_convs(row: &InceptionRow, in_channels: usize) -> [Vec<ConvShape>; 4] {
+fn branch_convs(row: &InceptionRow, in_channels: usize, branch3_kernel: usize) -> [Vec<ConvShape>; 4] {
     [
         vec![ConvShape::new(in_channels, row.ch1x1, 1)],
         vec![
@@ -106,7 +122,7 @@ fn branch_convs(row: &InceptionRow, in_channels: usize) -> [Vec<ConvShape>; 4] {
         ],
         vec![
             ConvShape::new(in_channels, row.ch5x5_reduce, 1),
-            ConvShape::new(row.ch5x5_reduce, row.ch5x5, 5).same(),
+            ConvShape::new(row.ch5x5_reduce, row.ch5x5, branch3_kernel).same(),
         ],
         // After a 3x3/1 pad 1 max pool.
         vec![ConvShape::new(in_channels, row.pool_proj, 1)],
@@ -157,10 +173,31 @@ impl ImageFamily for GoogLeNetConfig {
     const KINDS: &'static [&'static str] = &["googlenet"];
     type Module = GoogLeNet;
 
-    fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
+    fn validate(&self, input: &ModelInput) -> Result<(), Invalid> {
         validate_width(self.width)?;
+        if self.transform_input && input.channels != 3 {
+            return Err(Invalid::new(
+                "transform_input",
+                format!("re-normalizes RGB images; this input has {} channels", input.channels),
+            ));
+        }
         probability("dropout", self.dropout)?;
         probability("aux_dropout", self.aux_dropout)?;
+        if self.branch3_kernel % 2 == 0 {
+            return Err(Invalid::new(
+                "branch3_kernel",
+                format!("expected an odd kernel (it keeps the map's size), got {}", self.branch3_kernel),
+            ));
+        }
+        if self.stage_pool_kernels.contains(&0) {
+            return Err(Invalid::new("stage_pool_kernels", "expected kernels of at least 1"));
+        }
+        if !(self.batch_norm_eps > 0.0) {
+            return Err(Invalid::new(
+                "batch_norm_eps",
+                format!("expected a positive epsilon, got {}", self.batch_norm_eps),
+            ));
+        }
         if !(self.aux_weight >= 0.0) {
             return Err(Invalid::new(
                 "aux_weight",
@@ -170,10 +207,33 @@ impl ImageFamily for GoogLeNetConfig {
         Ok(())
     }
 
+    /// torchvision's names: `conv1..3`, `inception3a.branch1` (a unit), `.branch2.0` and
+    /// `.branch2.1`, `.branch3.0` and `.1`, `.branch4.1` (after its pool), `aux1`, `aux2`, `fc`.
+    fn pytorch_layout(&self, _input: &ModelInput) -> PytorchLayout {
+        let mut layout = PytorchLayout::default().layer("fc", "fc");
+        for i in 0..3 {
+            layout = layout.layer(format!("stem.{i}.unit"), format!("conv{}", i + 1));
+        }
+        for (s, rows) in self.table().iter().enumerate() {
+            for (m, row) in rows.iter().enumerate() {
+                let (zoo, torch) = (format!("stages.{s}.{m}"), format!("inception{}", row.name));
+                layout = layout
+                    .layer(format!("{zoo}.branch1.0"), format!("{torch}.branch1"))
+                    .layer(format!("{zoo}.branch2"), format!("{torch}.branch2"))
+                    .layer(format!("{zoo}.branch3"), format!("{torch}.branch3"))
+                    .layer(format!("{zoo}.branch4.0"), format!("{torch}.branch4.1"));
+            }
+        }
+        for i in 0..AUX_AFTER.len() {
+            layout = layout.layer(format!("aux.{i}"), format!("aux{}", i + 1));
+        }
+        layout
+    }
+
     /// The stem (`conv{i}`, `maxpool{n}`, `lrn{n}`), the Inception modules stage by stage, the
     /// average pool and fc; then the auxiliary heads (`aux1`, `aux2`) on the maps of 4a and 4d.
     fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> GoogLeNet {
-        let bn = self.batch_norm;
+        let bn = self.batch_norm.then_some(self.batch_norm_eps);
         let lrn = LocalResponseNormConfig::new(5)
             .with_alpha(1e-4)
             .with_beta(0.75)
@@ -181,7 +241,7 @@ impl ImageFamily for GoogLeNetConfig {
         let mut pools = 0;
         let mut stem = Vec::new();
         for (i, (conv, pooled)) in self.stem_convs(input.channels).into_iter().enumerate() {
-            let unit = ConvUnit::build(b, &format!("conv{}", i + 1), conv, bn, !bn);
+            let unit = ConvUnit::build(b, &format!("conv{}", i + 1), conv, bn, bn.is_none());
             let (mut pool, mut norm) = (None, None);
             if pooled {
                 pools += 1;
@@ -194,15 +254,16 @@ impl ImageFamily for GoogLeNetConfig {
                 lrn: norm,
             });
         }
-        let (mut stages, mut stage_pool, mut aux_maps) = (Vec::new(), None, Vec::new());
+        let (mut stages, mut stage_pools, mut aux_maps) = (Vec::new(), Vec::new(), Vec::new());
         for (s, rows) in self.table().iter().enumerate() {
             if s > 0 {
                 pools += 1;
-                stage_pool = Some(b.max_pool(&format!("maxpool{pools}"), 3, 2, 0, true));
+                let kernel = self.stage_pool_kernels[s - 1];
+                stage_pools.push(b.max_pool(&format!("maxpool{pools}"), kernel, 2, 0, true));
             }
             let mut stage = Vec::new();
             for (m, row) in rows.iter().enumerate() {
-                stage.push(Inception::build(b, row, bn));
+                stage.push(Inception::build(b, row, bn, self.branch3_kernel));
                 if AUX_AFTER.contains(&(s, m)) {
                     aux_maps.push(b.map());
                 }
@@ -227,9 +288,10 @@ impl ImageFamily for GoogLeNetConfig {
             aux,
             aux_weight: self.aux_weight,
             avgpool,
-            stage_pool: stage_pool.expect("the table has three stages"),
+            stage_pools,
             dropout: DropoutConfig::new(self.dropout).init(),
             fc,
+            transform_input: self.transform_input,
         }
     }
 }
@@ -243,11 +305,11 @@ impl GoogLeNetConfig {
         map: &[usize; 3],
         input: &ModelInput,
     ) -> AuxClassifier {
-        let bn = self.batch_norm;
+        let bn = self.batch_norm.then_some(self.batch_norm_eps);
         b.set_shape(map);
         let pool = b.avg_pool(&format!("{name}.pool"), 5, 3);
         let conv = ConvShape::new(map[0], scaled(128, self.width), 1);
-        let conv = ConvUnit::build(b, &format!("{name}.conv"), conv, bn, !bn);
+        let conv = ConvUnit::build(b, &format!("{name}.conv"), conv, bn, bn.is_none());
         b.flatten(&format!("{name}.flatten"));
         let fc1 = b.linear(&format!("{name}.fc1"), scaled(1024, self.width), Init::He, 0.0);
         b.elementwise(&format!("{name}.dropout"), "dropout");
@@ -275,12 +337,13 @@ pub struct Inception {
 impl Inception {
     /// The four branches on the builder's current map (`inception{name}.branch{b}.{j}`, the
     /// fourth after its pool), then the concatenation's row `inception{name}`.
-    fn build(b: &mut NetBuilder, row: &InceptionRow, bn: bool) -> Self {
+    /// `bn`: batch norm's epsilon, when the units have one.
+    fn build(b: &mut NetBuilder, row: &InceptionRow, bn: Option<f64>, branch3_kernel: usize) -> Self {
         let input_map = b.map();
         let name = format!("inception{}", row.name);
         let mut pool = None;
         let mut outputs = Vec::new();
-        let branches = branch_convs(row, input_map[0]).map(|convs| {
+        let branches = branch_convs(row, input_map[0], branch3_kernel).map(|convs| {
             b.set_shape(&input_map);
             if outputs.len() == 3 {
                 pool = Some(b.max_pool(&format!("{name}.branch4.pool"), 3, 1, 1, false));
@@ -289,7 +352,10 @@ impl Inception {
             let units = convs
                 .into_iter()
                 .enumerate()
-                .map(|(j, c)| ConvUnit::build(b, &format!("{name}.branch{branch}.{j}"), c, bn, !bn))
+                .map(|(j, c)| {
+                    let name = format!("{name}.branch{branch}.{j}");
+                    ConvUnit::build(b, &name, c, bn, bn.is_none())
+                })
                 .collect();
             outputs.push(b.map());
             units
@@ -351,19 +417,31 @@ pub struct GoogLeNet {
     pub aux: Vec<AuxClassifier>,
     pub aux_weight: f64,
     pub avgpool: AdaptiveAvgPool2d,
-    pub stage_pool: MaxPool2d,
+    /// The pools before the second and the third stage.
+    pub stage_pools: Vec<MaxPool2d>,
     pub dropout: Dropout,
     pub fc: Linear,
+    #[module(skip)]
+    pub transform_input: bool,
 }
+
+/// torchvision's `transform_input`: per RGB channel, `x * std / 0.5 + (mean - 0.5) / 0.5`.
+const TRANSFORM_SCALE: [f32; 3] = [0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5];
+const TRANSFORM_SHIFT: [f32; 3] = [(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5];
 
 impl GoogLeNet {
     /// The class scores and, when `with_aux`, the auxiliary heads' scores.
-    fn run(&self, images: Tensor<4>, with_aux: bool) -> (Tensor<2>, Vec<Tensor<2>>) {
+    fn run(&self, mut images: Tensor<4>, with_aux: bool) -> (Tensor<2>, Vec<Tensor<2>>) {
+        if self.transform_input {
+            let device = images.device();
+            let per_channel = |v: [f32; 3]| Tensor::<1>::from_floats(v, &device).reshape([1, 3, 1, 1]);
+            images = images * per_channel(TRANSFORM_SCALE) + per_channel(TRANSFORM_SHIFT);
+        }
         let mut x = self.stem.iter().fold(images, |x, stage| stage.forward(x));
         let mut aux_logits = Vec::new();
         for (s, stage) in self.stages.iter().enumerate() {
             if s > 0 {
-                x = self.stage_pool.forward(x);
+                x = self.stage_pools[s - 1].forward(x);
             }
             for (m, inception) in stage.iter().enumerate() {
                 x = inception.forward(x);

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mlp::ActivationKind;
 use super::builder::{ConvShape, Init, NetBuilder};
+use super::pytorch_names::PytorchLayout;
 use super::family::{ImageClassifier, ImageFamily};
 use crate::input::ModelInput;
 use crate::invalid::Invalid;
@@ -76,6 +77,11 @@ impl ImageFamily for LeNet5Config {
             ));
         }
         Ok(())
+    }
+
+    /// PyTorch's names are zoo's paths (a module with the same attribute names).
+    fn pytorch_layout(&self, _input: &ModelInput) -> PytorchLayout {
+        PytorchLayout::same_paths()
     }
 
     /// The notes' table: conv1, act1, pool1, conv2, act2, pool2, flatten, fc1..fc3 with

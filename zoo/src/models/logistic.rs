@@ -7,6 +7,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::builder::{Init, NetBuilder};
+use super::pytorch_names::PytorchLayout;
 use super::family::{ImageClassifier, ImageFamily};
 use crate::input::ModelInput;
 use crate::invalid::Invalid;
@@ -43,6 +44,11 @@ impl ImageFamily for LogisticConfig {
             ));
         }
         Ok(())
+    }
+
+    /// PyTorch's names are zoo's paths (a module with the same attribute names).
+    fn pytorch_layout(&self, _input: &ModelInput) -> PytorchLayout {
+        PytorchLayout::same_paths()
     }
 
     fn build(&self, _input: &ModelInput, b: &mut NetBuilder) -> LogisticRegression {

@@ -7,6 +7,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::builder::{Init, NetBuilder};
+use super::pytorch_names::PytorchLayout;
 use super::family::{ImageClassifier, ImageFamily};
 use crate::input::ModelInput;
 use crate::invalid::{probability, Invalid};
@@ -84,6 +85,11 @@ impl ImageFamily for MlpConfig {
             ));
         }
         probability("dropout", self.dropout)
+    }
+
+    /// PyTorch's names are zoo's paths (a module with the same attribute names).
+    fn pytorch_layout(&self, _input: &ModelInput) -> PytorchLayout {
+        PytorchLayout::same_paths()
     }
 
     fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> Mlp {

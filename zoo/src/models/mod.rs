@@ -8,6 +8,7 @@ pub mod charlm;
 pub mod cnn;
 pub mod family;
 pub mod knn;
+pub mod pytorch_names;
 #[cfg(test)]
 mod testing;
 
@@ -19,6 +20,7 @@ use crate::invalid::Invalid;
 use crate::summary::Summary;
 pub use builder::{ConvShape, Init, NetBuilder};
 pub use family::{cross_entropy, ImageClassifier, ImageFamily};
+pub use pytorch_names::{PytorchLayout, TensorLink};
 
 pub use charlm::{CharLm, CharLmConfig};
 pub use knn::{KnnClassifier, KnnConfig};
@@ -81,6 +83,13 @@ macro_rules! image_families {
             pub fn validate(&self, input: &ModelInput) -> Result<(), Invalid> {
                 match self {
                     $(Self::$family(c) => c.validate(input),)+
+                }
+            }
+
+            /// PyTorch's names for the network's layers (see `pytorch_names`).
+            pub fn pytorch_layout(&self, input: &ModelInput) -> PytorchLayout {
+                match self {
+                    $(Self::$family(c) => c.pytorch_layout(input),)+
                 }
             }
 

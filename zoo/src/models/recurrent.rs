@@ -13,6 +13,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::builder::{Init, NetBuilder};
+use super::pytorch_names::PytorchLayout;
 use super::family::{ImageClassifier, ImageFamily};
 use crate::input::ModelInput;
 use crate::invalid::{probability, Invalid};
@@ -28,6 +29,15 @@ pub enum Cell {
 }
 
 impl Cell {
+    /// Burn's gate modules in the order PyTorch stacks them (i, f, g, o; r, z, n).
+    pub fn pytorch_gate_order(self) -> &'static [&'static str] {
+        match self {
+            Cell::Lstm => &["input_gate", "forget_gate", "cell_gate", "output_gate"],
+            Cell::Gru => &["reset_gate", "update_gate", "new_gate"],
+            Cell::Rnn => &["gate"],
+        }
+    }
+
     /// Gates per cell: each a linear map of the input and one of the hidden state.
     fn gates(self) -> usize {
         match self {
@@ -41,8 +51,14 @@ impl Cell {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Readout {
-    /// The final hidden state (many-to-one).
+    /// The final hidden state (many-to-one): of a bidirectional layer, the forward direction's
+    /// at the last step and the reverse direction's at the first, both having read everything.
     Last,
+    /// The output at the last time step, PyTorch's `out[:, -1]` (the README's `Rows`): the
+    /// same as `last` for one direction; of a bidirectional layer, the reverse direction's
+    /// output there has read only that step.
+    #[serde(rename = "last-output")]
+    LastOutput,
     /// The mean of the hidden states over time.
     Mean,
 }
@@ -87,6 +103,22 @@ impl ImageFamily for RecurrentConfig {
         probability("dropout", self.dropout)
     }
 
+    /// The `Rows` module of the README: an `nn.LSTM`/`nn.GRU`/`nn.RNN` named `rnn` and a
+    /// linear `head`.
+    fn pytorch_layout(&self, _input: &ModelInput) -> PytorchLayout {
+        let gates = self.cell.pytorch_gate_order();
+        let mut layout = PytorchLayout::default().layer("head", "head");
+        for l in 0..self.layers {
+            layout = match self.bidirectional {
+                false => layout.cell(format!("layers.{l}"), "rnn", l, false, gates),
+                true => layout
+                    .cell(format!("layers.{l}.forward"), "rnn", l, false, gates)
+                    .cell(format!("layers.{l}.reverse"), "rnn", l, true, gates),
+            };
+        }
+        layout
+    }
+
     fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> RecurrentClassifier {
         // An image read row by row: `height` steps of `channels * width` features.
         let (steps, features) = (input.height, input.channels * input.width);
@@ -102,6 +134,7 @@ impl ImageFamily for RecurrentConfig {
         let layers = recurrent_layers(b, self.cell, self.hidden, self.layers, self.bidirectional);
         let readout = match self.readout {
             Readout::Last => "last hidden state",
+            Readout::LastOutput => "output at the last step",
             Readout::Mean => "mean over time",
         };
         let width = self.hidden * if self.bidirectional { 2 } else { 1 };
@@ -284,7 +317,9 @@ impl RecurrentClassifier {
                 let reverse = x.narrow(1, 0, 1).narrow(2, h, h);
                 Tensor::cat(vec![forward, reverse], 2).reshape([batch, width])
             }
-            Readout::Last => x.narrow(1, steps - 1, 1).reshape([batch, width]),
+            Readout::Last | Readout::LastOutput => {
+                x.narrow(1, steps - 1, 1).reshape([batch, width])
+            }
         };
         self.head.forward(features)
     }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cnn::{scaled, validate_width, Stem};
 use super::builder::{ConvShape, Init, NetBuilder};
+use super::pytorch_names::PytorchLayout;
 use super::family::{ImageClassifier, ImageFamily};
 use crate::input::ModelInput;
 use crate::invalid::Invalid;
@@ -181,6 +182,22 @@ impl ImageFamily for ResNetConfig {
             ));
         }
         validate_width(self.width)
+    }
+
+    /// torchvision's names, which are zoo's but for the projection's `downsample.0` and `.1`.
+    fn pytorch_layout(&self, _input: &ModelInput) -> PytorchLayout {
+        let mut layout = PytorchLayout::same_paths();
+        for (s, blocks) in self.stages().iter().enumerate() {
+            for (i, block) in blocks.iter().enumerate() {
+                if block.needs_projection() {
+                    let at = format!("layer{}.{i}.downsample", s + 1);
+                    layout = layout
+                        .layer(format!("{at}.conv"), format!("{at}.0"))
+                        .layer(format!("{at}.bn"), format!("{at}.1"));
+                }
+            }
+        }
+        layout
     }
 
     /// conv1, bn1, relu, [maxpool], `layer{s}.{i}` blocks (their projection rows after the

@@ -6,6 +6,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::builder::{Init, NetBuilder};
+use super::pytorch_names::PytorchLayout;
 use super::family::{cross_entropy, ImageClassifier, ImageFamily};
 use crate::input::ModelInput;
 use crate::invalid::{positive_number, Invalid};
@@ -49,6 +50,11 @@ impl ImageFamily for SoftmaxConfig {
 
     fn validate(&self, _input: &ModelInput) -> Result<(), Invalid> {
         positive_number("margin", self.margin)
+    }
+
+    /// PyTorch's names are zoo's paths (a module with the same attribute names).
+    fn pytorch_layout(&self, _input: &ModelInput) -> PytorchLayout {
+        PytorchLayout::same_paths()
     }
 
     fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> SoftmaxRegression {

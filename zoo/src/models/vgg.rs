@@ -3,18 +3,20 @@
 //! Depths 11/13/16/19 are the paper's configurations A, B, D and E; `batch_norm` adds BN
 //! after every convolution (torchvision's `vgg16_bn`).
 //!
-//! Deviation from torchvision: no adaptive average pool before the classifier; at 224x224 it
-//! is the identity (the maps are already 7x7), and smaller inputs flatten what they have.
+//! torchvision adds an adaptive average pool to 7x7 before the classifier (`avgpool = [7, 7]`,
+//! as `configs/torchvision/vgg*.toml` set); at 224x224 it is the identity, and without it
+//! smaller inputs flatten what they have.
 
-use burn::nn::pool::MaxPool2d;
+use burn::nn::pool::{AdaptiveAvgPool2d, MaxPool2d};
 use burn::nn::{Dropout, Linear};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cnn::{
-    classifier_forward, scaled, validate_width, ClassifierHead, ConvUnit, DropoutPlace,
+    classifier_forward, classifier_layout, scaled, validate_width, ClassifierHead, ConvUnit, DropoutPlace,
 };
-use super::builder::{ConvShape, NetBuilder};
+use super::builder::{ConvShape, NetBuilder, BATCH_NORM_EPS};
+use super::pytorch_names::PytorchLayout;
 use super::family::{ImageClassifier, ImageFamily};
 use crate::input::ModelInput;
 use crate::invalid::{probability, Invalid};
@@ -98,6 +100,9 @@ pub struct VggConfig {
     pub width: f64,
     /// Round pooled sides up, so that 28x28 survives five pools (28, 14, 7, 4, 2, 1).
     pub ceil_mode: bool,
+    /// An adaptive average pool to this `[height, width]` before the classifier
+    /// (torchvision's `[7, 7]`).
+    pub avgpool: Option<[usize; 2]>,
     /// Hidden fully connected widths before the class layer.
     pub classifier: Vec<usize>,
     pub dropout: f64,
@@ -111,6 +116,7 @@ impl Default for VggConfig {
             batch_norm: false,
             width: 1.0,
             ceil_mode: false,
+            avgpool: None,
             classifier: vec![4096, 4096],
             dropout: 0.5,
         }
@@ -165,6 +171,25 @@ impl ImageFamily for VggConfig {
         probability("dropout", self.dropout)
     }
 
+    /// torchvision's `features.N` (conv, [batch norm], ReLU or a max pool, counted as
+    /// modules) and `classifier.N` (linear, ReLU, dropout per hidden layer, the class layer).
+    fn pytorch_layout(&self, _input: &ModelInput) -> PytorchLayout {
+        let mut layout = PytorchLayout::default();
+        let mut index = 0;
+        for (k, item) in self.items().iter().enumerate() {
+            if let P(_) = item {
+                index += 1;
+                continue;
+            }
+            layout = layout.layer(format!("features.{k}.conv"), format!("features.{index}"));
+            if self.batch_norm {
+                layout = layout.layer(format!("features.{k}.bn"), format!("features.{}", index + 1));
+            }
+            index += 2 + usize::from(self.batch_norm);
+        }
+        classifier_layout(layout, self.hidden().len(), DropoutPlace::AfterHidden)
+    }
+
     /// `conv{n}` units and `pool{n}` pools from the channel list, then the head (dropout after
     /// each hidden ReLU).
     fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> Vgg {
@@ -177,7 +202,7 @@ impl ImageFamily for VggConfig {
                     conv += 1;
                     let shape = ConvShape::new(b.map()[0], channels, 3).same();
                     let name = format!("conv{conv}");
-                    VggLayer::Conv(ConvUnit::build(b, &name, shape, self.batch_norm, true))
+                    VggLayer::Conv(ConvUnit::build(b, &name, shape, self.batch_norm.then_some(BATCH_NORM_EPS), true))
                 }
                 P(_) => {
                     pool += 1;
@@ -185,6 +210,7 @@ impl ImageFamily for VggConfig {
                 }
             })
             .collect();
+        let avgpool = self.avgpool.map(|size| b.adaptive_avg_pool("avgpool", size));
         let head = ClassifierHead::build(
             b,
             &self.hidden(),
@@ -194,6 +220,7 @@ impl ImageFamily for VggConfig {
         );
         Vgg {
             features,
+            avgpool,
             hidden: head.hidden,
             fc: head.fc,
             dropout: head.dropout,
@@ -210,6 +237,7 @@ pub enum VggLayer {
 #[derive(Module, Debug)]
 pub struct Vgg {
     pub features: Vec<VggLayer>,
+    pub avgpool: Option<AdaptiveAvgPool2d>,
     pub hidden: Vec<Linear>,
     pub fc: Linear,
     pub dropout: Dropout,
@@ -232,6 +260,9 @@ impl Vgg {
                 VggLayer::Conv(unit) => unit.forward(x),
                 VggLayer::Pool(pool) => pool.forward(x),
             };
+        }
+        if let Some(pool) = &self.avgpool {
+            x = pool.forward(x);
         }
         classifier_forward(
             x.flatten(1, 3),
