@@ -78,13 +78,22 @@ pub enum InteropError {
     #[error("invalid pattern {pattern:?}: {message}")]
     Pattern { pattern: String, message: String },
     /// Every missing key, unexpected key and shape mismatch, one per line.
-    #[error("{path} does not fit the model ({} problems; --remap renames keys, --skip leaves parameters at their initialization):\n  {}", problems.len(), problems.join("\n  "))]
+    #[error("{path} does not fit the model ({}; --remap renames keys, --skip leaves parameters at their initialization):\n  {}", count(problems.len(), "problem"), problems.join("\n  "))]
     Mismatch {
         path: PathBuf,
         problems: Vec<String>,
     },
     #[error(transparent)]
     Unnamed(#[from] Unnamed),
+}
+
+/// `n thing` or `n things`.
+fn count(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
 }
 
 /// What an import did.
