@@ -141,6 +141,35 @@ class AlexNet(nn.Module):
         return self.classifier(self.avgpool(self.features(x)).flatten(1))
 
 
+class NotesAlexNet(nn.Module):
+    """The notes' AlexNet as configs/fashion-mnist/alexnet.toml has it (28x28x1): conv, ReLU,
+    max pool 3/2, LRN per row, in zoo's documented layout (torchvision's `features.N` counting)."""
+
+    def __init__(self, width, classes):
+        super().__init__()
+        rows = [(96, 5, 1, 2, True, True), (256, 3, 1, 1, True, True), (384, 3, 1, 1, False, False),
+                (384, 3, 1, 1, False, False), (256, 3, 1, 1, True, False)]
+        layers, c_in = [], 1
+        for channels, kernel, stride, padding, pool, lrn in rows:
+            c = scaled(channels, width)
+            layers += [nn.Conv2d(c_in, c, kernel, stride, padding), nn.ReLU()]
+            if pool:
+                layers.append(nn.MaxPool2d(3, 2))
+            if lrn:
+                # alpha 1 and k 1, not the paper's 1e-4 and 2, so that the normalization
+                # changes the output enough for a wrong formula to show.
+                layers.append(nn.LocalResponseNorm(5, alpha=1.0, beta=0.75, k=1.0))
+            c_in = c
+        h = scaled(4096, width)
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Dropout(), nn.Linear(c_in * 4, h), nn.ReLU(),
+            nn.Dropout(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
 VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
 
@@ -324,6 +353,15 @@ CASES = {
         config=('[model]\nkind = "recurrent"\ncell = "lstm"\nhidden = 12\nlayers = 2\n'
                 'bidirectional = true\nreadout = "last-output"\n\n' + FASHION),
         input=[3, 1, 28, 28], format="legacy"),
+    "alexnet-lrn": dict(
+        make=lambda: NotesAlexNet(1 / 16, 10),
+        config=('[model]\nkind = "alexnet"\nwidth = 0.0625\nlrn_alpha = 1.0\nlrn_k = 1.0\nfeatures = [\n'
+                '  { channels = 96, kernel = 5, padding = 2, pool = true, lrn = true },\n'
+                '  { channels = 256, kernel = 3, padding = 1, pool = true, lrn = true },\n'
+                '  { channels = 384, kernel = 3, padding = 1 },\n'
+                '  { channels = 384, kernel = 3, padding = 1 },\n'
+                '  { channels = 256, kernel = 3, padding = 1, pool = true },\n]\n\n' + FASHION),
+        input=[2, 1, 28, 28]),
 }
 
 
