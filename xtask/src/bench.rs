@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: runs `zoo bench` once per config and backend, each in a fresh process
-//! (so peak memory is per model), and writes `results/bench.{md,json}`.
+//! (so peak memory is per model), and writes `results/bench.{md,json}`. With
+//! `--against-pytorch`, each config's PyTorch twin (`xtask/pytorch_mirror.py`) is timed right
+//! after zoo's rows for it, and the tables gain PyTorch's rates and zoo's ratios to them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,14 +11,36 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use zoo::bench::BenchResult;
 
-use crate::common::{configs_in, error_line, splice_readme, workspace_root, zoo_binary};
+use crate::common::{configs_in, error_line, splice_readme, stem, workspace_root, zoo_binary};
 
-/// One config on one backend: zoo's measurement, or why there is none.
+/// One config on one backend: zoo's measurement, or why there is none, and with
+/// `--against-pytorch` the config's PyTorch twin's (the same for every backend of a config).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchRow {
     pub config: String,
     pub backend: String,
     pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pytorch: Option<PytorchOutcome>,
+}
+
+/// What `pytorch_mirror.py` prints: the twin's size and its rates, timed as `zoo bench` times.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PytorchResult {
+    pub params: usize,
+    pub train_samples_per_second: f64,
+    pub batch_size: usize,
+    pub inference_samples_per_second: f64,
+    pub inference_batch_size: usize,
+    pub torch: String,
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PytorchOutcome {
+    Measured(PytorchResult),
+    Failed(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +74,74 @@ pub struct Args {
     /// Leave the README as it is (write only bench.md and bench.json).
     #[arg(long)]
     no_readme: bool,
+    /// Time each config's PyTorch twin too (xtask/pytorch_mirror.py), right after zoo's rows.
+    #[arg(long)]
+    against_pytorch: bool,
+    /// The Python that has torch.
+    #[arg(long, default_value = "python3")]
+    python: PathBuf,
+    /// PyTorch's threads (default: the machine's cores, as zoo uses them).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// The PyTorch side of a run: the interpreter, and whether torch answered so far.
+struct Pytorch<'a> {
+    args: &'a Args,
+    script: PathBuf,
+    threads: usize,
+    available: bool,
+}
+
+impl Pytorch<'_> {
+    /// Times the twin of `config` (`None` without torch, and for kNN and the char-lm, which
+    /// have none); a twin whose parameter count is not zoo's is reported as a failure.
+    fn measure(&mut self, config: &Path) -> Result<Option<PytorchOutcome>> {
+        if !self.available {
+            return Ok(None);
+        }
+        let exp = zoo::config::Experiment::load(config, &[])?;
+        if !matches!(exp.model, zoo::models::ModelConfig::Image(_)) {
+            return Ok(None);
+        }
+        let params = zoo::run::summarize(&exp)?.total_params;
+        // The resolved config the twin is built from, kept beside the results.
+        let resolved = self
+            .args
+            .out
+            .join("pytorch")
+            .join(format!("{}.toml", stem(config)));
+        std::fs::create_dir_all(resolved.parent().expect("in the output directory"))?;
+        zoo::fsutil::write_atomic(&resolved, exp.to_toml().as_bytes())?;
+        let out = Command::new(&self.args.python)
+            .arg(&self.script)
+            .arg(&resolved)
+            .args(["--steps", &self.args.steps.to_string()])
+            .args(["--threads", &self.threads.to_string()])
+            .output()
+            .with_context(|| format!("cannot run {}", self.args.python.display()))?;
+        if out.status.code() == Some(3) {
+            eprintln!(
+                "bench: {} has no torch ({}): measuring zoo alone",
+                self.args.python.display(),
+                error_line(&out.stderr)
+            );
+            self.available = false;
+            return Ok(None);
+        }
+        if !out.status.success() {
+            return Ok(Some(PytorchOutcome::Failed(error_line(&out.stderr))));
+        }
+        let result: PytorchResult =
+            serde_json::from_slice(&out.stdout).context("pytorch_mirror.py printed no JSON")?;
+        if result.params != params {
+            return Ok(Some(PytorchOutcome::Failed(format!(
+                "the PyTorch twin has {} parameters, zoo's network {params}",
+                result.params
+            ))));
+        }
+        Ok(Some(PytorchOutcome::Measured(result)))
+    }
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -60,8 +152,16 @@ pub fn run(args: &Args) -> Result<()> {
         args.configs.clone()
     };
     let zoo = zoo_binary(&root)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut pytorch = Pytorch {
+        args,
+        script: root.join("xtask/pytorch_mirror.py"),
+        threads: args.threads.unwrap_or(cores),
+        available: args.against_pytorch,
+    };
     let mut rows = Vec::new();
     for config in &configs {
+        let first_row = rows.len();
         for backend in &args.backends {
             let shown = config
                 .strip_prefix(&root)
@@ -115,7 +215,13 @@ pub fn run(args: &Args) -> Result<()> {
                 config: shown,
                 backend: backend.clone(),
                 outcome,
+                pytorch: None,
             });
+        }
+        // Interleaved: the twin runs right after zoo's rows for the same config.
+        let twin = pytorch.measure(config)?;
+        for row in &mut rows[first_row..] {
+            row.pytorch = twin.clone();
         }
     }
     let table = markdown(&rows);
@@ -140,22 +246,30 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 fn markdown(rows: &[BenchRow]) -> String {
+    let against = rows.iter().any(|r| r.pytorch.is_some());
     let mut out = String::from(
-        "| config | backend | loader images/s | train images/s (batch) | inference images/s (batch) | test split predicted in | peak memory |\n|---|---|---:|---:|---:|---:|---:|\n",
+        "| config | backend | loader images/s | train images/s (batch) | inference images/s (batch) | test split predicted in | peak memory |",
     );
+    let mut rule = String::from("|---|---|---:|---:|---:|---:|---:|");
+    if against {
+        out += " PyTorch train images/s | zoo / PyTorch, train | PyTorch inference images/s | zoo / PyTorch, inference |";
+        rule += "---:|---:|---:|---:|";
+    }
+    out += &format!("\n{rule}\n");
     for row in rows {
+        let blank = if against { " | | | |" } else { "" };
         let r = match &row.outcome {
             Outcome::Measured(r) => r,
             Outcome::Failed(error) => {
                 out += &format!(
-                    "| {} | {} | failed: {error} | | | | |\n",
+                    "| {} | {} | failed: {error} | | | | |{blank}\n",
                     row.config, row.backend
                 );
                 continue;
             }
             Outcome::TimedOut { after_s } => {
                 out += &format!(
-                    "| {} | {} | stopped after {after_s} s | | | | |\n",
+                    "| {} | {} | stopped after {after_s} s | | | | |{blank}\n",
                     row.config, row.backend
                 );
                 continue;
@@ -163,7 +277,7 @@ fn markdown(rows: &[BenchRow]) -> String {
         };
         let rate = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
         out += &format!(
-            "| {} | {} | {} | {} ({}) | {} ({}) | {} | {} |\n",
+            "| {} | {} | {} | {} ({}) | {} ({}) | {} | {} |",
             row.config,
             row.backend,
             rate(Some(r.loader_samples_per_second)),
@@ -176,6 +290,32 @@ fn markdown(rows: &[BenchRow]) -> String {
             r.peak_memory_mib
                 .map_or("n/a".into(), |m| format!("{m:.0} MiB")),
         );
+        if against {
+            out += &pytorch_cells(r, row.pytorch.as_ref());
+        }
+        out += "\n";
     }
     out
+}
+
+/// PyTorch's rates and zoo's ratios to them, as table cells (`-` where there is none).
+fn pytorch_cells(zoo: &BenchResult, pytorch: Option<&PytorchOutcome>) -> String {
+    match pytorch {
+        None => " - | - | - | - |".into(),
+        Some(PytorchOutcome::Failed(error)) => format!(" failed: {error} | | | |"),
+        Some(PytorchOutcome::Measured(t)) => {
+            let ratio = |z: f64, p: f64| format!("{:.2}", z / p);
+            format!(
+                " {:.0} | {} | {:.0} | {} |",
+                t.train_samples_per_second,
+                zoo.train_samples_per_second
+                    .map_or("-".into(), |z| ratio(z, t.train_samples_per_second)),
+                t.inference_samples_per_second,
+                ratio(
+                    zoo.inference_samples_per_second,
+                    t.inference_samples_per_second
+                ),
+            )
+        }
+    }
 }
