@@ -9,14 +9,12 @@ use std::process::Output;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
-use common::{stderr, stdout, Sandbox};
+use common::{fixture_weights, pytorch_fixtures, read_safetensors, stderr, stdout, Sandbox};
 use zoo::backend::Backend;
 use zoo::models::ImageClassifier;
 
 fn fixture(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/pytorch")
-        .join(case)
+    pytorch_fixtures().join(case)
 }
 
 fn arg(path: &Path) -> &str {
@@ -25,11 +23,7 @@ fn arg(path: &Path) -> &str {
 
 /// The weights file of fixture `case`.
 fn weights_of(case: &str) -> PathBuf {
-    ["weights.pth", "weights.safetensors"]
-        .iter()
-        .map(|f| fixture(case).join(f))
-        .find(|p| p.exists())
-        .unwrap()
+    fixture_weights(&fixture(case))
 }
 
 /// `zoo import` of fixture `case` (its config and weights) into `out`, with `extra` flags.
@@ -44,16 +38,6 @@ fn import_fixture(sandbox: &Sandbox, case: &str, out: &str, extra: &[&str]) -> O
 fn ok(out: Output) -> Output {
     assert!(out.status.success(), "{}", stderr(&out));
     out
-}
-
-/// Every float tensor of a safetensors file, by name.
-fn safetensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    file.tensors()
-        .into_iter()
-        .map(|(name, t)| (name, (t.shape().to_vec(), t.data().to_vec())))
-        .collect()
 }
 
 /// A float32 `.npy` file of `values` in `shape`, as NumPy writes one.
@@ -74,13 +58,6 @@ fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
     std::fs::write(path, bytes).unwrap();
 }
 
-fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 #[test]
 fn import_export_round_trip_keeps_every_tensor() {
     let sandbox = Sandbox::empty();
@@ -99,8 +76,8 @@ fn import_export_round_trip_keeps_every_tensor() {
         );
     }
     sandbox.zoo_ok(&["export", "imported", "exported.safetensors"]);
-    let original = safetensors(&case.join("weights.safetensors"));
-    let exported = safetensors(&sandbox.path().join("exported.safetensors"));
+    let original = read_safetensors(&case.join("weights.safetensors"));
+    let exported = read_safetensors(&sandbox.path().join("exported.safetensors"));
     let names = |m: &BTreeMap<String, _>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(
         names(&exported),
@@ -120,7 +97,7 @@ fn recurrent_gates_round_trip_in_pytorchs_stacking() {
     let case = fixture("lstm");
     ok(import_fixture(&sandbox, "lstm", "lstm", &[]));
     sandbox.zoo_ok(&["export", "lstm", "lstm.safetensors"]);
-    let exported = safetensors(&sandbox.path().join("lstm.safetensors"));
+    let exported = read_safetensors(&sandbox.path().join("lstm.safetensors"));
     let keys: Vec<&str> = exported.keys().map(String::as_str).collect();
     assert_eq!(
         keys,
@@ -133,10 +110,10 @@ fn recurrent_gates_round_trip_in_pytorchs_stacking() {
             "rnn.weight_ih_l0"
         ]
     );
-    assert_eq!(exported["rnn.weight_ih_l0"].0, [64, 28]);
+    assert_eq!(exported["rnn.weight_ih_l0"].shape, [64, 28]);
     // The predictions of the imported run are PyTorch's (the file holds its logits).
-    let expected = safetensors(&case.join("expected.safetensors"));
-    let (shape, input) = &expected["input"];
+    let expected = read_safetensors(&case.join("expected.safetensors"));
+    let (shape, input) = (&expected["input"].shape, &expected["input"].bytes);
     write_npy(&sandbox.path().join("input.npy"), "<f4", shape, input);
     let out = sandbox.zoo_ok(&["predict", "lstm", "input.npy", "--json", "--top", "3"]);
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -154,7 +131,7 @@ fn recurrent_gates_round_trip_in_pytorchs_stacking() {
                 .map(|v| v.as_f64().unwrap() as f32)
         })
         .collect();
-    for (zoo, torch) in logits.iter().zip(floats(&expected["logits"].1)) {
+    for (zoo, torch) in logits.iter().zip(expected["logits"].values()) {
         assert!((zoo - torch).abs() < 1e-4, "{zoo} vs PyTorch's {torch}");
     }
 }
@@ -205,13 +182,12 @@ fn skip_leaves_a_new_head_and_remap_renames_keys() {
     );
 
     // A file whose keys sit under `backbone.`: refused as it is, read with --remap.
-    let tensors = safetensors(&fixture("lenet5-classic").join("weights.safetensors"));
+    let tensors = read_safetensors(&fixture("lenet5-classic").join("weights.safetensors"));
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
-        .map(|(name, (shape, data))| {
+        .map(|(name, t)| {
             let view =
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                    .unwrap();
+                safetensors::tensor::TensorView::new(t.dtype, t.shape.clone(), &t.bytes).unwrap();
             (format!("backbone.{name}"), view)
         })
         .collect();
@@ -364,16 +340,17 @@ fn train_init_from_starts_from_the_imported_weights() {
     ]);
     sandbox.zoo_ok(&["export", "imported", "imported.safetensors"]);
     sandbox.zoo_ok(&["export", "tuned", "tuned.safetensors"]);
-    let imported = safetensors(&sandbox.path().join("imported.safetensors"));
-    let tuned = safetensors(&sandbox.path().join("tuned.safetensors"));
+    let imported = read_safetensors(&sandbox.path().join("imported.safetensors"));
+    let tuned = read_safetensors(&sandbox.path().join("tuned.safetensors"));
     assert_eq!(
         imported.keys().collect::<Vec<_>>(),
         tuned.keys().collect::<Vec<_>>()
     );
-    for (name, (_, bytes)) in &imported {
-        let largest = floats(bytes)
+    for (name, tensor) in &imported {
+        let largest = tensor
+            .values()
             .iter()
-            .zip(floats(&tuned[name].1))
+            .zip(tuned[name].values())
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
         assert!(largest < 1e-5, "{name} moved by {largest}");

@@ -2,9 +2,12 @@
 //! `zoo/tests/pytorch/make_fixtures.py` wrote (a state_dict, an input, PyTorch's logits) are
 //! imported through `zoo::interop` with no remapping and run on flex, ndarray and wgpu.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use common::{fixture_weights, pytorch_fixtures, read_safetensors};
 use zoo::backend::Backend;
 use zoo::config::Experiment;
 use zoo::data::image_input;
@@ -12,13 +15,9 @@ use zoo::interop::{load_pytorch, ImportOptions};
 use zoo::models::{ImageClassifier, ImageModelConfig, ModelConfig};
 use zoo::run::image_model;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pytorch")
-}
-
 /// Every fixture directory, by name.
 fn cases() -> Vec<(String, PathBuf)> {
-    let mut cases: Vec<_> = std::fs::read_dir(fixtures())
+    let mut cases: Vec<_> = std::fs::read_dir(pytorch_fixtures())
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -29,25 +28,10 @@ fn cases() -> Vec<(String, PathBuf)> {
     cases
 }
 
-fn weights(case: &Path) -> PathBuf {
-    ["weights.pth", "weights.safetensors"]
-        .iter()
-        .map(|f| case.join(f))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{} holds no weights", case.display()))
-}
-
-/// A float32 tensor of `expected.safetensors`, with its shape.
+/// A float32 tensor of `expected.safetensors`: its values and shape.
 fn expected(case: &Path, name: &str) -> (Vec<f32>, Vec<usize>) {
-    let bytes = std::fs::read(case.join("expected.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let tensor = file.tensor(name).unwrap();
-    let values = tensor
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (values, tensor.shape().to_vec())
+    let tensor = &read_safetensors(&case.join("expected.safetensors"))[name];
+    (tensor.values(), tensor.shape.clone())
 }
 
 fn image_config(exp: &Experiment) -> &ImageModelConfig {
@@ -64,8 +48,13 @@ fn logit_difference(case: &Path, backend: Backend) -> (f32, f32) {
     let device = backend.device();
     let (model, _) = image_model(config, &exp, &device).unwrap();
     let layout = config.pytorch_layout(&image_input(&exp.data));
-    let (model, imported) =
-        load_pytorch(model, &layout, &weights(case), &ImportOptions::default()).unwrap();
+    let (model, imported) = load_pytorch(
+        model,
+        &layout,
+        &fixture_weights(case),
+        &ImportOptions::default(),
+    )
+    .unwrap();
     assert!(imported.skipped.is_empty());
     let (input, shape) = expected(case, "input");
     let [n, c, h, w] = shape[..] else {
@@ -142,36 +131,12 @@ fn every_family_has_a_fixture() {
     }
 }
 
-/// The tensors of a safetensors file as f32 (integers converted), by name.
-fn read_floats(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
-    let bytes = std::fs::read(path).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    file.tensors()
-        .into_iter()
-        .map(|(name, t)| {
-            let values = match t.dtype() {
-                safetensors::Dtype::I64 => t
-                    .data()
-                    .chunks_exact(8)
-                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
-                    .collect(),
-                _ => t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-            };
-            (name, values)
-        })
-        .collect()
-}
-
 /// One training step of zoo's `optimizer` config from the fixture's weights, on the input and
 /// targets of `step.safetensors`: every tensor afterwards (batch-norm running statistics
 /// included) is PyTorch's within 1e-5 relative. The fixture's running variances take the
 /// batch's biased variance, as Burn's batch norm does (PyTorch: unbiased; README, deviations).
 fn one_step_matches(backend: Backend, case_name: &str, optimizer: &str, settings: &[(&str, &str)]) {
-    let case = fixtures().join(case_name);
+    let case = pytorch_fixtures().join(case_name);
     let overrides: Vec<zoo::config::Override> = settings
         .iter()
         .map(|(k, v)| format!("{k}={v}").parse().unwrap())
@@ -181,21 +146,26 @@ fn one_step_matches(backend: Backend, case_name: &str, optimizer: &str, settings
     let device = backend.device();
     let (model, _) = image_model(config, &exp, &device).unwrap();
     let layout = config.pytorch_layout(&image_input(&exp.data));
-    let (model, _) =
-        load_pytorch(model, &layout, &weights(&case), &ImportOptions::default()).unwrap();
+    let (model, _) = load_pytorch(
+        model,
+        &layout,
+        &fixture_weights(&case),
+        &ImportOptions::default(),
+    )
+    .unwrap();
 
     let autodiff = device.clone().autodiff();
     let model = model.fork(&device).train();
-    let step = read_floats(&case.join("step.safetensors"));
+    let step = read_safetensors(&case.join("step.safetensors"));
     let [_, c, h, w] = expected(&case, "input").1[..] else {
         panic!("input is [N, C, H, W]")
     };
-    let n = step["targets"].len();
+    let targets: Vec<i64> = step["targets"].values().iter().map(|&t| t as i64).collect();
+    let n = targets.len();
     let images = Tensor::<4>::from_data(
-        TensorData::new(step["input"].clone(), [n, c, h, w]),
+        TensorData::new(step["input"].values(), [n, c, h, w]),
         &autodiff,
     );
-    let targets: Vec<i64> = step["targets"].iter().map(|&t| t as i64).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &autodiff);
     let (_, loss) = model.training_loss(images, targets);
     let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
@@ -205,17 +175,17 @@ fn one_step_matches(backend: Backend, case_name: &str, optimizer: &str, settings
     let after = tempfile::NamedTempFile::with_suffix(".safetensors").unwrap();
     zoo::interop::save_pytorch(&model, &layout, after.path()).unwrap();
     let mut failures = Vec::new();
-    for (name, zoo) in read_floats(after.path()) {
+    for (name, zoo) in read_safetensors(after.path()) {
         if name.ends_with("num_batches_tracked") {
             continue;
         }
-        let torch = &step[&format!("{optimizer}.{name}")];
+        let (zoo, torch) = (zoo.values(), step[&format!("{optimizer}.{name}")].values());
         // Relative to the tensor's largest entry: entries near zero carry the step's rounding
         // in absolute terms, like every other.
         let largest = torch.iter().map(|v| v.abs()).fold(0.0, f32::max);
         let worst = zoo
             .iter()
-            .zip(torch)
+            .zip(&torch)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max)
             / largest.max(f32::MIN_POSITIVE);
@@ -223,7 +193,7 @@ fn one_step_matches(backend: Backend, case_name: &str, optimizer: &str, settings
         if !(worst <= 1e-5) {
             let (i, (a, b)) = zoo
                 .iter()
-                .zip(torch)
+                .zip(&torch)
                 .enumerate()
                 .max_by(|x, y| (x.1 .0 - x.1 .1).abs().total_cmp(&(y.1 .0 - y.1 .1).abs()))
                 .unwrap();
@@ -238,6 +208,15 @@ fn one_step_matches(backend: Backend, case_name: &str, optimizer: &str, settings
     );
 }
 
+/// The fixtures with a `step.safetensors`, each stepped on every backend.
+fn one_step_matches_everywhere(optimizer: &str, settings: &[(&str, &str)]) {
+    for backend in [Backend::Flex, Backend::Ndarray, Backend::Wgpu] {
+        for case in ["mlp", "lenet5", "resnet-basic"] {
+            one_step_matches(backend, case, optimizer, settings);
+        }
+    }
+}
+
 #[test]
 fn one_sgd_momentum_step_gives_pytorchs_weights() {
     let sgd = [
@@ -246,11 +225,7 @@ fn one_sgd_momentum_step_gives_pytorchs_weights() {
         ("train.lr", "0.1"),
         ("train.weight_decay", "5e-4"),
     ];
-    for backend in [Backend::Flex, Backend::Ndarray, Backend::Wgpu] {
-        for case in ["mlp", "lenet5", "resnet-basic"] {
-            one_step_matches(backend, case, "momentum", &sgd);
-        }
-    }
+    one_step_matches_everywhere("momentum", &sgd);
 }
 
 #[test]
@@ -262,11 +237,7 @@ fn one_adam_step_gives_pytorchs_weights() {
         ("train.eps", "1e-4"),
         ("train.weight_decay", "5e-4"),
     ];
-    for backend in [Backend::Flex, Backend::Ndarray, Backend::Wgpu] {
-        for case in ["mlp", "lenet5", "resnet-basic"] {
-            one_step_matches(backend, case, "adam", &adam);
-        }
-    }
+    one_step_matches_everywhere("adam", &adam);
 }
 
 /// Every shipped config's network names each of its tensors once in PyTorch's terms (the

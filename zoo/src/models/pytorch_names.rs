@@ -8,6 +8,8 @@
 //! parameter names (a batch norm's `weight`/`bias`, not `gamma`/`beta`) and PyTorch's
 //! shapes (a linear layer's weight is `[out, in]`), as burn-store's PyTorch adapters give them.
 
+use std::collections::HashMap;
+
 /// Where one of zoo's layers lives in PyTorch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Link {
@@ -89,40 +91,29 @@ impl PytorchLayout {
     /// The PyTorch tensors of a model whose tensors are `zoo_names`, in the order of
     /// `zoo_names`' first tensor of each.
     pub fn tensors(&self, zoo_names: &[String]) -> Result<Vec<TensorLink>, Unnamed> {
-        let mut named: Vec<(String, usize, &String)> = Vec::new();
+        // Each PyTorch name with its zoo tensors and their positions in its stack.
+        let mut groups: Vec<(String, Vec<(usize, &String)>)> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
         for name in zoo_names {
             let (torch, position) = self.torch_name(name)?;
+            let group = *group_of.entry(torch.clone()).or_insert_with(|| {
+                groups.push((torch.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            let members = &mut groups[group].1;
             // Only a cell's gates share a name, each at its own position in the stack.
-            if let Some((_, _, other)) =
-                named.iter().find(|(t, p, _)| *t == torch && *p == position)
-            {
+            if let Some((_, other)) = members.iter().find(|(p, _)| *p == position) {
                 return Err(Unnamed::Shared((*other).clone(), name.clone(), torch));
             }
-            named.push((torch, position, name));
+            members.push((position, name));
         }
-        // A cell's gates stack in PyTorch's order, whatever order Burn visits them in.
-        named.sort_by_key(|(_, position, _)| *position);
-        let mut links: Vec<TensorLink> = Vec::new();
-        for name in zoo_names {
-            let torch = &named
-                .iter()
-                .find(|(_, _, n)| *n == name)
-                .expect("named above")
-                .0;
-            if links.iter().any(|l| &l.torch == torch) {
-                continue;
-            }
-            let zoo = named
-                .iter()
-                .filter(|(t, _, _)| t == torch)
-                .map(|(_, _, n)| (*n).clone())
-                .collect();
-            links.push(TensorLink {
-                torch: torch.clone(),
-                zoo,
-            });
-        }
-        Ok(links)
+        let links = groups.into_iter().map(|(torch, mut members)| {
+            // A cell's gates stack in PyTorch's order, whatever order Burn visits them in.
+            members.sort_by_key(|(position, _)| *position);
+            let zoo = members.into_iter().map(|(_, name)| name.clone()).collect();
+            TensorLink { torch, zoo }
+        });
+        Ok(links.collect())
     }
 
     /// PyTorch's name for zoo's tensor `name`, and its position among the stacked gates.

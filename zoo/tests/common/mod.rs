@@ -286,3 +286,62 @@ pub fn shrunk(exp: &zoo::config::Experiment) -> Vec<&'static str> {
         None => Vec::new(),
     }
 }
+
+/// The PyTorch parity fixtures: `tests/pytorch/<case>/`, written by make_fixtures.py there.
+pub fn pytorch_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pytorch")
+}
+
+/// A fixture's weights file: `weights.pth` or `weights.safetensors` in its directory.
+pub fn fixture_weights(case: &Path) -> PathBuf {
+    ["weights.pth", "weights.safetensors"]
+        .iter()
+        .map(|f| case.join(f))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{} holds no weights", case.display()))
+}
+
+/// One tensor of a safetensors file, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTensor {
+    pub dtype: safetensors::Dtype,
+    pub shape: Vec<usize>,
+    /// Little-endian.
+    pub bytes: Vec<u8>,
+}
+
+impl StoredTensor {
+    /// The values as f32 (int64 tensors converted).
+    pub fn values(&self) -> Vec<f32> {
+        match self.dtype {
+            safetensors::Dtype::I64 => self
+                .bytes
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
+                .collect(),
+            safetensors::Dtype::F32 => self
+                .bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+            other => panic!("a {other:?} tensor: the fixtures hold float32 and int64"),
+        }
+    }
+}
+
+/// Every tensor of a safetensors file, by name.
+pub fn read_safetensors(path: &Path) -> std::collections::BTreeMap<String, StoredTensor> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let tensor = StoredTensor {
+                dtype: t.dtype(),
+                shape: t.shape().to_vec(),
+                bytes: t.data().to_vec(),
+            };
+            (name, tensor)
+        })
+        .collect()
+}

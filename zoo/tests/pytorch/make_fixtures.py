@@ -119,37 +119,24 @@ class Rows(nn.Module):
         return self.head(out[:, -1])
 
 
+# AlexNet rows: (channels, kernel, stride, padding, max pool 3/2 after, LRN after).
+TORCHVISION_ALEXNET = [(64, 11, 4, 2, True, False), (192, 5, 1, 2, True, False),
+                       (384, 3, 1, 1, False, False), (256, 3, 1, 1, False, False),
+                       (256, 3, 1, 1, True, False)]
+# configs/fashion-mnist/alexnet.toml's rows for 28x28x1.
+NOTES_ALEXNET_28 = [(96, 5, 1, 2, True, True), (256, 3, 1, 1, True, True), (384, 3, 1, 1, False, False),
+                    (384, 3, 1, 1, False, False), (256, 3, 1, 1, True, False)]
+
+
 class AlexNet(nn.Module):
-    """torchvision's AlexNet (features / avgpool / classifier) at `width`."""
+    """AlexNet in torchvision's layout (features / avgpool / classifier, `features.N` counting
+    every module) at `width`: conv, ReLU, [max pool 3/2], [LRN] per row, an optional adaptive
+    average pool, and dropout before each hidden layer. torchvision's is TORCHVISION_ALEXNET with
+    a 6x6 pool; the notes' (zoo's documented layout for it) has LRN."""
 
-    def __init__(self, width, classes):
+    def __init__(self, rows, width, classes, input_shape, avgpool=None):
         super().__init__()
-        c = [scaled(x, width) for x in (64, 192, 384, 256, 256)]
-        h = scaled(4096, width)
-        self.features = nn.Sequential(
-            nn.Conv2d(3, c[0], 11, 4, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(c[0], c[1], 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(c[1], c[2], 3, padding=1), nn.ReLU(),
-            nn.Conv2d(c[2], c[3], 3, padding=1), nn.ReLU(),
-            nn.Conv2d(c[3], c[4], 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2))
-        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = nn.Sequential(
-            nn.Dropout(), nn.Linear(c[4] * 36, h), nn.ReLU(),
-            nn.Dropout(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, classes))
-
-    def forward(self, x):
-        return self.classifier(self.avgpool(self.features(x)).flatten(1))
-
-
-class NotesAlexNet(nn.Module):
-    """The notes' AlexNet as configs/fashion-mnist/alexnet.toml has it (28x28x1): conv, ReLU,
-    max pool 3/2, LRN per row, in zoo's documented layout (torchvision's `features.N` counting)."""
-
-    def __init__(self, width, classes):
-        super().__init__()
-        rows = [(96, 5, 1, 2, True, True), (256, 3, 1, 1, True, True), (384, 3, 1, 1, False, False),
-                (384, 3, 1, 1, False, False), (256, 3, 1, 1, True, False)]
-        layers, c_in = [], 1
+        layers, c_in = [], input_shape[0]
         for channels, kernel, stride, padding, pool, lrn in rows:
             c = scaled(channels, width)
             layers += [nn.Conv2d(c_in, c, kernel, stride, padding), nn.ReLU()]
@@ -162,12 +149,15 @@ class NotesAlexNet(nn.Module):
             c_in = c
         h = scaled(4096, width)
         self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(avgpool) if avgpool else nn.Identity()
+        with torch.no_grad():
+            flat = self.avgpool(self.features(torch.zeros(1, *input_shape))).numel()
         self.classifier = nn.Sequential(
-            nn.Dropout(), nn.Linear(c_in * 4, h), nn.ReLU(),
+            nn.Dropout(), nn.Linear(flat, h), nn.ReLU(),
             nn.Dropout(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, classes))
 
     def forward(self, x):
-        return self.classifier(self.features(x).flatten(1))
+        return self.classifier(self.avgpool(self.features(x)).flatten(1))
 
 
 VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
@@ -304,7 +294,7 @@ CASES = {
         config='[model]\nkind = "lenet5"\nactivation = "tanh"\npooling = "avg"\n\n' + FASHION,
         input=[4, 1, 28, 28], format="safetensors"),
     "alexnet": dict(
-        make=lambda: AlexNet(1 / 32, 10),
+        make=lambda: AlexNet(TORCHVISION_ALEXNET, 1 / 32, 10, (3, 95, 95), avgpool=(6, 6)),
         config=('[model]\nkind = "alexnet"\nwidth = 0.03125\navgpool = [6, 6]\n'
                 'features = [\n'
                 '  { channels = 64, kernel = 11, stride = 4, padding = 2, pool = true },\n'
@@ -354,7 +344,7 @@ CASES = {
                 'bidirectional = true\nreadout = "last-output"\n\n' + FASHION),
         input=[3, 1, 28, 28], format="legacy"),
     "alexnet-lrn": dict(
-        make=lambda: NotesAlexNet(1 / 16, 10),
+        make=lambda: AlexNet(NOTES_ALEXNET_28, 1 / 16, 10, (1, 28, 28)),
         config=('[model]\nkind = "alexnet"\nwidth = 0.0625\nlrn_alpha = 1.0\nlrn_k = 1.0\nfeatures = [\n'
                 '  { channels = 96, kernel = 5, padding = 2, pool = true, lrn = true },\n'
                 '  { channels = 256, kernel = 3, padding = 1, pool = true, lrn = true },\n'
