@@ -69,7 +69,7 @@ impl Augmentation {
             });
         }
         if self.horizontal_flip && rng.random_bool(0.5) {
-            out = remap(&out, shape, |y, x| Some((y as f32, (w - 1 - x) as f32)));
+            out.chunks_exact_mut(w).for_each(<[f32]>::reverse);
         }
         if self.rotation_degrees > 0.0 {
             let angle = rng

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::prelude::*;
 
 use crate::augment::{resize, Augmentation};
+use crate::folder::FolderSplit;
 use crate::images::{ImageSet, Standardization};
 
 /// One image as stored (CHW bytes), its class, and its index in the decoded set (which
@@ -62,6 +64,66 @@ impl Dataset<ImageItem> for ImageDataset {
     }
 }
 
+/// One split's images, wherever they live: decoded in memory, or files in an image folder
+/// decoded batch by batch.
+#[derive(Debug, Clone)]
+pub enum Images {
+    InMemory(ImageDataset),
+    Files(FolderSplit),
+}
+
+impl Images {
+    pub fn len(&self) -> usize {
+        match self {
+            Images::InMemory(d) => d.len(),
+            Images::Files(f) => f.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn labels(&self) -> Vec<u8> {
+        match self {
+            Images::InMemory(d) => d.labels().collect(),
+            Images::Files(f) => f.labels().collect(),
+        }
+    }
+
+    /// The in-memory images, for what needs them all at once (kNN); `None` for a folder.
+    pub fn in_memory(&self) -> Option<&ImageDataset> {
+        match self {
+            Images::InMemory(d) => Some(d),
+            Images::Files(_) => None,
+        }
+    }
+
+    /// Batches on `device`, finished by `batcher`, shuffled with `seed` when given (a folder's
+    /// random crops are seeded by it too).
+    pub fn loader(
+        &self,
+        batcher: &ImageBatcher,
+        batch_size: usize,
+        seed: Option<u64>,
+        device: &Device,
+    ) -> Arc<dyn DataLoader<ImageBatch>> {
+        match self {
+            Images::InMemory(dataset) => {
+                let builder = DataLoaderBuilder::new(batcher.clone())
+                    .batch_size(batch_size)
+                    .set_device(device.clone());
+                match seed {
+                    Some(seed) => builder.shuffle(seed),
+                    None => builder,
+                }
+                .build(dataset.clone())
+            }
+            Images::Files(split) => split.loader(batcher.clone(), batch_size, seed, device),
+        }
+    }
+}
+
 /// A batch on the training device.
 #[derive(Debug, Clone)]
 pub struct ImageBatch {
@@ -85,10 +147,11 @@ pub struct ImageBatcher {
 }
 
 impl ImageBatcher {
-    pub fn new(standardization: Standardization, set: &ImageSet) -> Self {
+    /// A batcher for images stored as `stored` (`[channels, height, width]`).
+    pub fn new(standardization: Standardization, stored: [usize; 3]) -> Self {
         Self {
             standardization,
-            stored: [set.channels, set.height, set.width],
+            stored,
             resize: None,
             augment: None,
         }
@@ -115,7 +178,7 @@ impl ImageBatcher {
     }
 
     /// One item's standardized floats, appended to `out`.
-    fn push_image(&self, item: &ImageItem, out: &mut Vec<f32>) {
+    pub fn push_image(&self, item: &ImageItem, out: &mut Vec<f32>) {
         if self.resize.is_none() && self.augment.is_none() {
             return self.standardization.apply(&item.pixels, out);
         }
@@ -163,7 +226,7 @@ mod tests {
         });
         let ds = ImageDataset::new(set.clone(), vec![2, 0]);
         assert_eq!(ds.len(), 2);
-        let batcher = ImageBatcher::new(Standardization::identity(1), &set);
+        let batcher = ImageBatcher::new(Standardization::identity(1), set.shape());
         let device = Device::flex();
         let batch = batcher.batch(vec![ds.get(0).unwrap(), ds.get(1).unwrap()], &device);
         assert_eq!(batch.images.dims(), [2, 1, 2, 2]);
@@ -186,7 +249,8 @@ mod tests {
         let ds = ImageDataset::whole(set.clone());
         let items = || vec![ds.get(0).unwrap(), ds.get(1).unwrap()];
         let device = Device::flex();
-        let plain = ImageBatcher::new(Standardization::identity(1), &set).with_resize(Some([4, 4]));
+        let plain =
+            ImageBatcher::new(Standardization::identity(1), set.shape()).with_resize(Some([4, 4]));
         let batch = plain.batch(items(), &device);
         assert_eq!(batch.images.dims(), [2, 1, 4, 4]);
         assert_eq!(

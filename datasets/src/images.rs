@@ -25,6 +25,11 @@ impl ImageSet {
         self.labels.is_empty()
     }
 
+    /// `[channels, height, width]` of every image.
+    pub fn shape(&self) -> [usize; 3] {
+        [self.channels, self.height, self.width]
+    }
+
     pub fn image_size(&self) -> usize {
         self.channels * self.height * self.width
     }

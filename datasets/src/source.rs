@@ -30,19 +30,23 @@ pub enum DatasetKind {
     Kmnist,
     Cifar10,
     Cifar100,
-    /// ILSVRC-2012 shape only (224x224x3, 1000 classes), for the textbook-shape configs:
-    /// zoo has no ImageNet reader, so these configs are for `summary` and `check`.
+    /// ILSVRC-2012: 224x224x3. Without `data.dir`, the shape alone (1000 classes) for
+    /// `summary` and `check`; with it, an ImageNet-layout folder read as `ImageFolder`.
     Imagenet,
+    /// torchvision's `ImageFolder` layout: `train/<class>/*`, `val/<class>/*`, optional
+    /// `test/<class>/*`, PNG or JPEG, classes named by their folders (see `folder`).
+    ImageFolder,
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 6] = [
+    pub const ALL: [DatasetKind; 7] = [
         DatasetKind::FashionMnist,
         DatasetKind::Mnist,
         DatasetKind::Kmnist,
         DatasetKind::Cifar10,
         DatasetKind::Cifar100,
         DatasetKind::Imagenet,
+        DatasetKind::ImageFolder,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +57,7 @@ impl DatasetKind {
             DatasetKind::Cifar10 => "cifar10",
             DatasetKind::Cifar100 => "cifar100",
             DatasetKind::Imagenet => "imagenet",
+            DatasetKind::ImageFolder => "image-folder",
         }
     }
 
@@ -64,14 +69,28 @@ impl DatasetKind {
         }
     }
 
-    /// (channels, height, width, classes) of the stored images.
+    /// Whether the images are files in class folders, decoded lazily (`folder`), rather than
+    /// one file decoded whole.
+    pub fn reads_folders(self) -> bool {
+        matches!(self, DatasetKind::Imagenet | DatasetKind::ImageFolder)
+    }
+
+    /// (channels, height, width, classes) of the stored images; an image folder's classes are
+    /// its folders (0 here) and its side is `data.resize` (224 unless set).
     pub fn shape(self) -> (usize, usize, usize, usize) {
         match self {
             DatasetKind::FashionMnist | DatasetKind::Mnist | DatasetKind::Kmnist => (1, 28, 28, 10),
             DatasetKind::Cifar10 => (3, 32, 32, 10),
             DatasetKind::Cifar100 => (3, 32, 32, 100),
             DatasetKind::Imagenet => (3, 224, 224, 1000),
+            DatasetKind::ImageFolder => (3, 224, 224, 0),
         }
+    }
+
+    /// `[channels, height, width]` of the stored images.
+    pub fn stored_shape(self) -> [usize; 3] {
+        let (c, h, w, _) = self.shape();
+        [c, h, w]
     }
 
     pub fn class_names(self) -> Vec<String> {
@@ -104,6 +123,7 @@ impl DatasetKind {
             ],
             // torchvision's names of the ILSVRC-2012 classes, in its index order.
             DatasetKind::Imagenet => return IMAGENET_CLASSES.lines().map(String::from).collect(),
+            DatasetKind::ImageFolder => return Vec::new(),
             DatasetKind::Cifar100 => {
                 let (_, _, _, classes) = self.shape();
                 return (0..classes).map(|c| format!("class {c}")).collect();
@@ -123,16 +143,17 @@ impl DatasetKind {
             ),
             DatasetKind::Cifar10 => "download the CIFAR-10 binary version (cifar-10-binary.tar.gz), unpack it, and point data.dir / --data-dir at cifar-10-batches-bin".into(),
             DatasetKind::Cifar100 => "download the CIFAR-100 binary version (cifar-100-binary.tar.gz), unpack it, and point data.dir / --data-dir at cifar-100-binary".into(),
-            DatasetKind::Imagenet => "zoo has no ImageNet reader".into(),
+            DatasetKind::Imagenet | DatasetKind::ImageFolder => "point data.dir at a folder holding train/<class>/*.jpg and val/<class>/*.jpg".into(),
         }
     }
 
     /// Reads one split from `dir`.
     pub fn load(self, dir: &Path, split: Split) -> Result<ImageSet, DataError> {
-        if self == DatasetKind::Imagenet {
-            return Err(DataError::Unsupported(
-                "zoo has no ImageNet reader: the imagenet configs give the textbook shapes for `zoo summary` and `zoo check`; train the configs/fashion-mnist ones".into(),
-            ));
+        if self.reads_folders() {
+            return Err(DataError::Unsupported(format!(
+                "{} is read from an image folder: set data.dir (or --data-dir) to a folder holding train/<class>/*.jpg and val/<class>/*.jpg",
+                self.name()
+            )));
         }
         if !dir.is_dir() {
             return Err(DataError::Missing {
@@ -154,7 +175,7 @@ impl DatasetKind {
                 let paths = self.find_all(dir, &names)?;
                 read_cifar(&paths, CifarLabels::Cifar10)
             }
-            DatasetKind::Imagenet => unreachable!("refused above"),
+            DatasetKind::Imagenet | DatasetKind::ImageFolder => unreachable!("refused above"),
             DatasetKind::Cifar100 => {
                 let name = match split {
                     Split::Train => "train.bin",

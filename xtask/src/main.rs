@@ -3,11 +3,14 @@
 //! (`Metrics`, `LmMetrics`, `BenchResult`). Modules: `common` (the leaf: paths, README
 //! splicing, references, error lines), `report` (tables and plots of a batch's rows), `batch`
 //! (runs a `plan`'s experiments locally or through `slurm`, then `report`), `bench`,
-//! `reproduce`; `main` only dispatches.
+//! `reproduce`, `folder` (image folders written from Fashion-MNIST) and `loader` (the image
+//! loader beside torchvision's); `main` only dispatches.
 
 mod batch;
 mod bench;
 mod common;
+mod folder;
+mod loader;
 mod plan;
 mod report;
 mod reproduce;
@@ -32,6 +35,10 @@ enum Task {
     Bench(bench::Args),
     /// Train every shipped config (Fashion-MNIST and text) and regenerate the README's tables.
     Reproduce(reproduce::Args),
+    /// Write an ImageFolder-layout dataset (train/, val/, test/) from Fashion-MNIST.
+    ImageFolder(folder::Args),
+    /// Images/s of zoo's image-folder loader beside torchvision's ImageFolder + DataLoader.
+    BenchLoader(loader::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +47,8 @@ fn main() -> std::process::ExitCode {
         Task::Collect(args) => batch::run_collect(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Reproduce(args) => reproduce::run(&args),
+        Task::ImageFolder(args) => folder::run(&args),
+        Task::BenchLoader(args) => loader::run(&args),
     };
     match done {
         Ok(()) => std::process::ExitCode::SUCCESS,

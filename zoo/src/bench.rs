@@ -6,7 +6,6 @@
 
 use std::time::Instant;
 
-use burn::data::dataloader::DataLoaderBuilder;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -64,8 +63,7 @@ pub fn bench(
         .train_loader(batch_size, exp.train.seed, &ad)
         .iter()
         .take(warmup + steps)
-        .map(|b| b.expect("in-memory"))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let mut started = Instant::now();
     for (i, batch) in batches.into_iter().enumerate() {
         if i == warmup {
@@ -82,8 +80,7 @@ pub fn bench(
     let mut batches = plain_loader(&data, inference_batch, &device)
         .iter()
         .take(steps.div_ceil(4) + 1)
-        .map(|b| b.expect("in-memory"))
-        .collect::<Vec<_>>()
+        .collect::<Result<Vec<_>, _>>()?
         .into_iter();
     // Scores are read back to the host, as evaluation does; the first batch warms up.
     let infer = |batch: datasets::ImageBatch| eval_model.logits(batch.images).argmax(1).into_data();
@@ -110,6 +107,45 @@ pub fn bench(
     })
 }
 
+/// What `zoo bench --loader-only` measures: the training loader alone (decode, augmentation,
+/// standardization, upload), as the trainer draws from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoaderBench {
+    pub images_per_second: f64,
+    pub batch_size: usize,
+    /// Timed batches, after one untimed batch (the pipeline filling up).
+    pub batches: usize,
+    /// The threads that decode (rayon's pool).
+    pub threads: usize,
+    pub peak_memory_mib: Option<f64>,
+}
+
+/// Times `batches` batches of the experiment's training loader, after a first one.
+pub fn bench_loader(
+    exp: &Experiment,
+    backend: Backend,
+    batches: usize,
+) -> anyhow::Result<LoaderBench> {
+    let device = backend.device();
+    let data = prepare(&exp.data, None)?;
+    let task = ImageTask { data: &data };
+    let loader = task.train_loader(exp.data.batch_size, exp.train.seed, &device);
+    let mut iter = loader.iter();
+    iter.next().transpose()?;
+    let (mut images, started) = (0, Instant::now());
+    for batch in iter.take(batches) {
+        images += batch?.targets.dims()[0];
+    }
+    device.sync().ok();
+    Ok(LoaderBench {
+        images_per_second: images as f64 / started.elapsed().as_secs_f64(),
+        batch_size: exp.data.batch_size,
+        batches,
+        threads: rayon::current_num_threads(),
+        peak_memory_mib: peak_memory_mib(),
+    })
+}
+
 /// kNN trains nothing: the time to predict the whole test split (fitting excluded).
 fn bench_knn(
     knn: &KnnConfig,
@@ -119,9 +155,9 @@ fn bench_knn(
 ) -> anyhow::Result<BenchResult> {
     let device = backend.device();
     let (data, loader_rate) = data_and_loader_rate(exp, &device, steps)?;
-    let model = knn.fit_on(&data, &device);
+    let model = knn.fit_on(&data, &device)?;
     let started = Instant::now();
-    let evaluation = evaluate_on(&model, &data, &data.test, exp.data.eval_batch_size, &device);
+    let evaluation = evaluate_on(&model, &data, &data.test, exp.data.eval_batch_size, &device)?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(BenchResult {
         model: exp.model.kind().into(),
@@ -150,7 +186,7 @@ fn data_and_loader_rate(
         .iter()
         .take(steps * 4)
     {
-        images += batch.expect("in-memory").targets.dims()[0];
+        images += batch?.targets.dims()[0];
     }
     device.sync().ok();
     let rate = images as f64 / started.elapsed().as_secs_f64();
@@ -163,11 +199,7 @@ fn plain_loader(
     batch: usize,
     device: &Device,
 ) -> std::sync::Arc<dyn burn::data::dataloader::DataLoader<datasets::ImageBatch>> {
-    DataLoaderBuilder::new(data.batcher.clone())
-        .batch_size(batch)
-        .shuffle(0)
-        .set_device(device.clone())
-        .build(data.train.clone())
+    data.train.loader(&data.batcher, batch, Some(0), device)
 }
 
 /// VmHWM from /proc/self/status (Linux), in MiB.

@@ -287,13 +287,15 @@ impl Experiment {
     }
 
     /// The trainer for `[train]` and the batch sizes, checkpointing into `run_dir`.
-    pub fn trainer<'a>(&'a self, run_dir: &'a Path, device: Device) -> Trainer<'a> {
+    /// The trainer for this experiment on `devices` (the first holds the model and the
+    /// optimizer; more than one trains data-parallel).
+    pub fn trainer<'a>(&'a self, run_dir: &'a Path, devices: Vec<Device>) -> Trainer<'a> {
         Trainer {
             config: &self.train,
             batch_size: self.data.batch_size,
             eval_batch_size: self.data.eval_batch_size,
             run_dir,
-            device,
+            devices,
             stop: None,
         }
     }

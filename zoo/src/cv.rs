@@ -94,20 +94,18 @@ pub fn cross_validate(
                 "zoo cv cross-validates image models; the char-lm is scored on its held-out text"
             ),
             ModelConfig::Knn(knn) => Box::new(|data| {
-                let model = knn.fit_on(data, &device);
+                let model = knn.fit_on(data, &device)?;
                 let batch = exp.data.eval_batch_size;
-                Ok(evaluate_on(&model, data, &data.val, batch, &device).accuracy)
+                Ok(evaluate_on(&model, data, &data.val, batch, &device)?.accuracy)
             }),
             ModelConfig::Image(config) => Box::new(|data| {
                 let scratch =
                     tempfile::tempdir().context("cannot create a scratch run directory")?;
                 device.seed(exp.train.seed);
                 let (model, _) = image_model(config, &exp, &device)?;
-                let outcome = exp.trainer(scratch.path(), device.clone()).fit(
-                    model,
-                    &ImageTask { data },
-                    false,
-                )?;
+                let outcome = exp
+                    .trainer(scratch.path(), backend.devices(exp.train.devices))
+                    .fit(model, &ImageTask { data }, false)?;
                 Ok(outcome.state.history.last().map_or(0.0, |r| r.val_accuracy))
             }),
         };

@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use datasets::folder::{folder_classes, CropConfig, FolderSplit, FolderTransform, ImageFolder};
 use datasets::images::{kfold_split, train_val_split};
 use datasets::{
-    Augmentation, DataError, DatasetKind, ImageBatcher, ImageDataset, ImageSet, Split,
+    Augmentation, DataError, DatasetKind, ImageBatcher, ImageDataset, ImageSet, Images, Split,
     Standardization,
 };
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,8 @@ use crate::invalid::{positive, Invalid};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// fashion-mnist, mnist, kmnist, cifar10 or cifar100.
+    /// fashion-mnist, mnist, kmnist, cifar10, cifar100, image-folder or imagenet (an
+    /// ImageNet-layout folder when `dir` is set, the shape alone otherwise).
     pub dataset: DatasetKind,
     /// Directory of the dataset's files; defaults to the system package's directory.
     pub dir: Option<PathBuf>,
@@ -43,10 +45,15 @@ pub struct DataConfig {
     pub classes: Option<Vec<u8>>,
     /// A two-class task: this class (label 1) against all the others (label 0).
     pub one_vs_rest: Option<u8>,
-    /// Bilinear resize of every image (all splits) to this side, e.g. 32 for 28x28 inputs.
+    /// Bilinear resize of every image (all splits) to this side, e.g. 32 for 28x28 inputs; for
+    /// an image folder, the side of the crops (224 when absent).
     pub resize: Option<usize>,
     /// Random transforms of training batches (`[data.augment]`), seeded per epoch.
     pub augment: datasets::Augmentation,
+    /// An image folder's training crop (`[data.crop]`, torchvision's RandomResizedCrop).
+    pub crop: CropConfig,
+    /// An image folder's undecodable files: skipped and counted instead of stopping the run.
+    pub skip_bad_images: bool,
 }
 
 impl Default for DataConfig {
@@ -68,6 +75,8 @@ impl Default for DataConfig {
             one_vs_rest: None,
             resize: None,
             augment: datasets::Augmentation::default(),
+            crop: CropConfig::default(),
+            skip_bad_images: false,
         }
     }
 }
@@ -78,6 +87,11 @@ impl DataConfig {
         self.dir
             .clone()
             .or_else(|| self.dataset.default_dir().map(PathBuf::from))
+    }
+
+    /// The image folder this config reads, if it reads one.
+    pub fn folder_dir(&self) -> Option<PathBuf> {
+        self.dir.clone().filter(|_| self.dataset.reads_folders())
     }
 
     pub fn validate(&self) -> Result<(), Invalid> {
@@ -94,7 +108,7 @@ impl DataConfig {
         }
         if let Some(n) = self.train_limit {
             positive("train_limit", n)?;
-            if self.val_size >= n {
+            if self.val_size >= n && self.folder_dir().is_none() {
                 return Err(Invalid::new(
                     "val_size",
                     format!(
@@ -113,6 +127,24 @@ impl DataConfig {
         self.augment
             .validate()
             .map_err(|(key, message)| Invalid::new(key, message).within("augment"))?;
+        self.crop
+            .validate()
+            .map_err(|(key, message)| Invalid::new(key, message).within("crop"))?;
+        if let Some(dir) = self.folder_dir() {
+            folder_classes(&dir).map_err(|e| Invalid::new("dir", e.to_string()))?;
+            for (key, set) in [
+                ("classes", self.classes.is_some()),
+                ("one_vs_rest", self.one_vs_rest.is_some()),
+            ] {
+                if set {
+                    return Err(Invalid::new(
+                        key,
+                        "selects classes of a decoded dataset; for an image folder, keep only the wanted class folders",
+                    ));
+                }
+            }
+            return Ok(());
+        }
         positive("seq_len", self.seq_len)?;
         if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
             return Err(Invalid::new(
@@ -179,9 +211,9 @@ pub enum Normalize {
 
 /// Train, validation and test splits of one dataset, ready for loaders.
 pub struct PreparedData {
-    pub train: ImageDataset,
-    pub val: ImageDataset,
-    pub test: ImageDataset,
+    pub train: Images,
+    pub val: Images,
+    pub test: Images,
     /// Resizes and standardizes; `augmented` turns it into the training batcher.
     pub batcher: ImageBatcher,
     pub augmentation: Augmentation,
@@ -189,7 +221,8 @@ pub struct PreparedData {
     pub class_names: Vec<String>,
 }
 
-/// The model input a data config implies, without reading any file.
+/// The model input a data config implies, without reading any file (but an image folder's
+/// class folder names).
 pub fn image_input(config: &DataConfig) -> ModelInput {
     let (channels, stored_height, stored_width, _) = config.dataset.shape();
     let [height, width] = resize_of(config).unwrap_or([stored_height, stored_width]);
@@ -201,8 +234,12 @@ pub fn image_input(config: &DataConfig) -> ModelInput {
     }
 }
 
-/// The names of the task's classes, after `classes` / `one_vs_rest` are applied.
+/// The names of the task's classes, after `classes` / `one_vs_rest` are applied; an image
+/// folder's class folders (none if it cannot be listed: `validate` reports that).
 pub fn class_names(config: &DataConfig) -> Vec<String> {
+    if let Some(dir) = config.folder_dir() {
+        return folder_classes(&dir).unwrap_or_default();
+    }
     let names = config.dataset.class_names();
     match (&config.classes, config.one_vs_rest) {
         (Some(classes), _) => classes.iter().map(|&c| names[c as usize].clone()).collect(),
@@ -243,6 +280,9 @@ pub fn prepare(
     config: &DataConfig,
     standardization: Option<Standardization>,
 ) -> Result<PreparedData, DataError> {
+    if let Some(dir) = config.folder_dir() {
+        return prepare_folder(config, &dir, standardization);
+    }
     let dir = config.resolved_dir().unwrap_or_default();
     let train_set = Arc::new(load_split(config, &dir, Split::Train, config.train_limit)?);
     let test = load_test(config, &dir)?;
@@ -264,7 +304,7 @@ fn with_split(
     set: Arc<ImageSet>,
     train_idx: Vec<usize>,
     val_idx: Vec<usize>,
-    test: ImageDataset,
+    test: Images,
     standardization: Option<Standardization>,
 ) -> PreparedData {
     let standardization = standardization.unwrap_or_else(|| match config.normalize {
@@ -272,10 +312,10 @@ fn with_split(
         Normalize::None => Standardization::identity(set.channels),
     });
     PreparedData {
-        batcher: ImageBatcher::new(standardization, &set).with_resize(resize_of(config)),
+        batcher: ImageBatcher::new(standardization, set.shape()).with_resize(resize_of(config)),
         augmentation: config.augment.clone(),
-        train: ImageDataset::new(set.clone(), train_idx),
-        val: ImageDataset::new(set, val_idx),
+        train: Images::InMemory(ImageDataset::new(set.clone(), train_idx)),
+        val: Images::InMemory(ImageDataset::new(set, val_idx)),
         test,
         input: image_input(config),
         class_names: class_names(config),
@@ -289,12 +329,18 @@ pub fn cross_validation_folds(
     config: &DataConfig,
     folds: usize,
 ) -> Result<Vec<PreparedData>, DataError> {
+    if config.folder_dir().is_some() {
+        return Err(DataError::Unsupported(
+            "cross-validation folds need a decoded dataset; an image folder has its own val/ split"
+                .into(),
+        ));
+    }
     let dir = config.resolved_dir().unwrap_or_default();
     let set = Arc::new(load_split(config, &dir, Split::Train, config.train_limit)?);
     Ok(kfold_split(set.len(), folds, config.split_seed)
         .into_iter()
         .map(|(train, val)| {
-            let empty_test = ImageDataset::new(set.clone(), Vec::new());
+            let empty_test = Images::InMemory(ImageDataset::new(set.clone(), Vec::new()));
             with_split(config, set.clone(), train, val, empty_test, None)
         })
         .collect())
@@ -306,7 +352,94 @@ pub fn resize_of(config: &DataConfig) -> Option<[usize; 2]> {
 }
 
 /// Only the test split, for `zoo eval`.
-pub fn load_test(config: &DataConfig, dir: &Path) -> Result<ImageDataset, DataError> {
+pub fn load_test(config: &DataConfig, dir: &Path) -> Result<Images, DataError> {
+    if config.folder_dir().is_some() {
+        let classes = folder_classes(dir)?;
+        return Ok(folder_split(
+            config,
+            &test_folder(dir, &classes)?,
+            config.test_limit,
+            false,
+        ));
+    }
     let test_set = load_split(config, dir, Split::Test, config.test_limit)?;
-    Ok(ImageDataset::whole(Arc::new(test_set)))
+    Ok(Images::InMemory(ImageDataset::whole(Arc::new(test_set))))
+}
+
+/// The side of an image folder's crops.
+fn folder_side(config: &DataConfig) -> usize {
+    config.resize.unwrap_or(224)
+}
+
+/// The splits of an image folder: `train/`, `val/` for validation, and `test/` for the final
+/// evaluation (`val/` again when there is no `test/`, as ImageNet has none). Standardization is
+/// torchvision's ImageNet mean and std unless `normalize = "none"`; nothing is decoded here.
+fn prepare_folder(
+    config: &DataConfig,
+    dir: &Path,
+    standardization: Option<Standardization>,
+) -> Result<PreparedData, DataError> {
+    let classes = folder_classes(dir)?;
+    let train = ImageFolder::scan(&dir.join("train"), &classes)?;
+    let val = ImageFolder::scan(&dir.join("val"), &classes)?;
+    let test = test_folder(dir, &classes)?;
+    let standardization = standardization.unwrap_or_else(|| folder_standardization(config));
+    let side = folder_side(config);
+    Ok(PreparedData {
+        batcher: ImageBatcher::new(standardization, [3, side, side]),
+        augmentation: config.augment.clone(),
+        train: folder_split(config, &Arc::new(train), config.train_limit, true),
+        val: folder_split(config, &Arc::new(val), None, false),
+        test: folder_split(config, &test, config.test_limit, false),
+        input: image_input(config),
+        class_names: classes,
+    })
+}
+
+/// torchvision's ImageNet statistics for a folder (`normalize = "standardize"`), or none.
+pub fn folder_standardization(config: &DataConfig) -> Standardization {
+    match config.normalize {
+        Normalize::Standardize => Standardization {
+            mean: IMAGENET_MEAN.to_vec(),
+            std: IMAGENET_STD.to_vec(),
+        },
+        Normalize::None => Standardization::identity(3),
+    }
+}
+
+fn test_folder(dir: &Path, classes: &[String]) -> Result<Arc<ImageFolder>, DataError> {
+    let split = if dir.join("test").is_dir() {
+        "test"
+    } else {
+        "val"
+    };
+    Ok(Arc::new(ImageFolder::scan(&dir.join(split), classes)?))
+}
+
+/// A split of `folder`: at most `limit` files (a seeded choice, so every class keeps its
+/// share), with the training or the evaluation transform.
+fn folder_split(
+    config: &DataConfig,
+    folder: &Arc<ImageFolder>,
+    limit: Option<usize>,
+    training: bool,
+) -> Images {
+    let mut indices: Vec<usize> = (0..folder.len()).collect();
+    if let Some(n) = limit.filter(|&n| n < folder.len()) {
+        indices = train_val_split(folder.len(), n, config.split_seed).1;
+    }
+    let size = folder_side(config) as u32;
+    let transform = match training {
+        true => FolderTransform::RandomResizedCrop {
+            size,
+            crop: config.crop.clone(),
+        },
+        false => FolderTransform::CentreCrop { size },
+    };
+    Images::Files(FolderSplit {
+        folder: folder.clone(),
+        indices,
+        transform,
+        skip_bad_images: config.skip_bad_images,
+    })
 }

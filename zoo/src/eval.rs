@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataloader::DataLoader;
+use burn::data::dataset::DatasetError;
 use burn::prelude::*;
-use datasets::{ImageBatch, ImageBatcher, ImageDataset};
+use datasets::{ImageBatch, ImageBatcher, Images};
 use serde::{Deserialize, Serialize};
 
 use crate::data::PreparedData;
 use crate::models::ImageClassifier;
-use crate::train::{BatchLoss, Task, Validation};
+use crate::train::{shards, BatchLoss, Task, Validation};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
@@ -24,23 +25,21 @@ pub struct Evaluation {
     pub confusion: Vec<Vec<usize>>,
 }
 
-/// Runs `model` (in eval mode, on `device`) over `dataset` in order.
+/// Runs `model` (in eval mode, on `device`) over `images` in order; fails on an image file
+/// that cannot be read.
 pub fn evaluate<M: ImageClassifier>(
     model: &M,
-    dataset: &ImageDataset,
+    images: &Images,
     batcher: &ImageBatcher,
     batch_size: usize,
     num_classes: usize,
     device: &Device,
-) -> Evaluation {
-    let loader = DataLoaderBuilder::new(batcher.clone())
-        .batch_size(batch_size)
-        .set_device(device.clone())
-        .build(dataset.clone());
+) -> Result<Evaluation, DatasetError> {
+    let loader = images.loader(batcher, batch_size, None, device);
     let mut confusion = vec![vec![0usize; num_classes]; num_classes];
     let (mut loss_sum, mut top5_hits, mut samples) = (Some(0f64), 0usize, 0usize);
     for batch in loader.iter() {
-        let batch = batch.expect("in-memory datasets do not fail");
+        let batch = batch?;
         let n = batch.targets.dims()[0];
         let logits = model.logits(batch.images);
         let loss = model.eval_loss(logits.clone(), batch.targets.clone());
@@ -60,17 +59,17 @@ pub fn evaluate<M: ImageClassifier>(
         }
         samples += n;
     }
-    summarize(confusion, loss_sum, top5_hits, samples)
+    Ok(summarize(confusion, loss_sum, top5_hits, samples))
 }
 
 /// `evaluate` on one split of `data` (its validation or test images), with its batcher.
 pub fn evaluate_on<M: ImageClassifier>(
     model: &M,
     data: &PreparedData,
-    split: &ImageDataset,
+    split: &Images,
     batch_size: usize,
     device: &Device,
-) -> Evaluation {
+) -> Result<Evaluation, DatasetError> {
     evaluate(
         model,
         split,
@@ -95,11 +94,9 @@ impl ImageTask<'_> {
         device: &Device,
     ) -> Arc<dyn DataLoader<ImageBatch>> {
         let batcher = self.data.batcher.augmented(&self.data.augmentation, seed);
-        DataLoaderBuilder::new(batcher)
-            .batch_size(batch_size)
-            .shuffle(seed)
-            .set_device(device.clone())
-            .build(self.data.train.clone())
+        self.data
+            .train
+            .loader(&batcher, batch_size, Some(seed), device)
     }
 }
 
@@ -133,14 +130,28 @@ impl<M: ImageClassifier> Task<M> for ImageTask<'_> {
         }
     }
 
-    fn validate(&self, model: &M, batch_size: usize, device: &Device) -> Validation {
+    fn shard(&self, batch: ImageBatch, devices: &[Device]) -> Vec<(ImageBatch, usize)> {
+        shards(batch.targets.dims()[0], devices, |rows, device| {
+            ImageBatch {
+                images: batch.images.clone().slice(rows.clone()).to_device(device),
+                targets: batch.targets.clone().slice(rows).to_device(device),
+            }
+        })
+    }
+
+    fn validate(
+        &self,
+        model: &M,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<Validation, DatasetError> {
         let data = self.data;
-        let e = evaluate_on(model, data, &data.val, batch_size, device);
-        Validation {
+        let e = evaluate_on(model, data, &data.val, batch_size, device)?;
+        Ok(Validation {
             loss: e.loss.expect("trained models define a loss"),
             accuracy: e.accuracy,
             top5: e.top5,
-        }
+        })
     }
 }
 

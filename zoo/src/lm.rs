@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataset::DatasetError;
 use burn::module::Module;
 use burn::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -20,7 +21,7 @@ use crate::models::{cross_entropy, CharLm, CharLmConfig, ModelConfig};
 use crate::run_dir::{self, LmMetrics, LmScores, METRICS_FILE, VOCAB_FILE};
 use crate::summary::{group_digits, Summary};
 use crate::text::{Corpus, TextBatch, TextBatcher, Vocabulary, Windows};
-use crate::train::{BatchLoss, StopFlag, Task, Validation};
+use crate::train::{shards, BatchLoss, StopFlag, Task, Validation};
 
 fn text_path(exp: &Experiment) -> &Path {
     exp.data
@@ -75,12 +76,12 @@ pub fn train(
         seq_len: exp.data.seq_len,
     };
     let outcome = exp
-        .trainer(&run_dir, device.clone())
+        .trainer(&run_dir, backend.devices(exp.train.devices))
         .stop_on(stop)
         .fit(model, &task, resume)?;
     run_dir::save_model(&run_dir, &outcome.model)?;
 
-    let val = task.validate(&outcome.model, exp.data.eval_batch_size, &device);
+    let val = task.validate(&outcome.model, exp.data.eval_batch_size, &device)?;
     let prompt: String = task
         .corpus
         .val
@@ -158,7 +159,7 @@ pub fn eval(run_dir: &Path, backend: Backend) -> Result<LmScores> {
         corpus,
         seq_len: exp.data.seq_len,
     };
-    let v = task.validate(&model, exp.data.eval_batch_size, &device);
+    let v = task.validate(&model, exp.data.eval_batch_size, &device)?;
     let scores = LmScores::from_loss(v.loss, v.accuracy, v.top5);
     println!("{}", scores.report(unigram));
     Ok(scores)
@@ -319,14 +320,26 @@ impl Task<CharLm> for TextTask {
         }
     }
 
-    fn validate(&self, model: &CharLm, batch_size: usize, device: &Device) -> Validation {
+    fn shard(&self, batch: TextBatch, devices: &[Device]) -> Vec<(TextBatch, usize)> {
+        shards(batch.inputs.dims()[0], devices, |rows, device| TextBatch {
+            inputs: batch.inputs.clone().slice(rows.clone()).to_device(device),
+            targets: batch.targets.clone().slice(rows).to_device(device),
+        })
+    }
+
+    fn validate(
+        &self,
+        model: &CharLm,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<Validation, DatasetError> {
         let (mut loss_sum, mut correct, mut top5, mut n) = (0f64, 0usize, 0usize, 0usize);
         // Non-overlapping windows: every validation character is predicted once.
         for batch in self
             .loader(&self.corpus.val, self.seq_len, batch_size, None, device)
             .iter()
         {
-            let (loss, logits, targets) = Self::score(model, batch.expect("in-memory"));
+            let (loss, logits, targets) = Self::score(model, batch?);
             let count = targets.dims()[0];
             loss_sum += loss.into_scalar::<f64>() * count as f64;
             let best5 = logits
@@ -345,10 +358,10 @@ impl Task<CharLm> for TextTask {
             n += count;
         }
         let n = n.max(1) as f64;
-        Validation {
+        Ok(Validation {
             loss: loss_sum / n,
             accuracy: correct as f64 / n,
             top5: top5 as f64 / n,
-        }
+        })
     }
 }

@@ -43,6 +43,9 @@ enum Command {
         /// Start from the weights of this run directory (trained or imported): fine-tuning.
         #[arg(long, value_name = "RUN_DIR")]
         init_from: Option<PathBuf>,
+        /// Train data-parallel on this many devices of the backend (overrides train.devices).
+        #[arg(long, value_name = "N")]
+        devices: Option<usize>,
     },
     /// Load a PyTorch state_dict (.pth/.pt) or .safetensors file into a config's network and
     /// write a run directory (torchvision's layouts need no flags).
@@ -134,6 +137,9 @@ enum Command {
         /// Print JSON instead of a line of text.
         #[arg(long)]
         json: bool,
+        /// Time the training loader alone (decode and transforms), `--steps` batches.
+        #[arg(long)]
+        loader_only: bool,
     },
     /// Generate text with a trained char-lm run.
     Sample {
@@ -154,6 +160,8 @@ enum Command {
     },
     /// Model kinds and shipped configs.
     List,
+    /// The compiled backends and the devices each sees here (or why it sees none).
+    Backends,
 }
 
 #[derive(Args)]
@@ -260,14 +268,17 @@ fn dispatch(cli: Cli) -> Result<()> {
             out,
             resume,
             init_from,
+            devices,
         } => {
-            backend.make_default();
+            backend.make_default()?;
             let mut extra = Vec::new();
-            if let Some(n) = epochs {
-                extra.push(Override {
-                    key: "train.epochs".into(),
-                    value: toml::Value::Integer(n as i64),
-                });
+            for (key, value) in [("train.epochs", epochs), ("train.devices", devices)] {
+                if let Some(n) = value {
+                    extra.push(Override {
+                        key: key.into(),
+                        value: toml::Value::Integer(n as i64),
+                    });
+                }
             }
             if let Some(out) = &out {
                 extra.push(path_override("output.dir", out));
@@ -283,13 +294,13 @@ fn dispatch(cli: Cli) -> Result<()> {
             remap,
             skip,
         } => {
-            Backend::Flex.make_default();
+            Backend::Flex.make_default()?;
             let exp = config.load(vec![path_override("output.dir", &out)])?;
             let options = ImportOptions::parse(&remap, &skip)?;
             run::import(&exp, &weights, &options)?;
         }
         Command::Export { run_dir, out } => {
-            Backend::Flex.make_default();
+            Backend::Flex.make_default()?;
             run::export(&run_dir, &out)?;
         }
         Command::Predict {
@@ -299,7 +310,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             json,
             backend,
         } => {
-            backend.make_default();
+            backend.make_default()?;
             let predictions = zoo::predict::predict(&run_dir, &inputs, backend)?;
             if json {
                 println!("{}", zoo::predict::to_json(&predictions, top));
@@ -308,7 +319,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Command::Eval { run_dir, backend } => {
-            backend.make_default();
+            backend.make_default()?;
             run::eval(&run_dir, backend)?;
         }
         Command::Cv {
@@ -318,7 +329,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             data_dir,
             backend,
         } => {
-            backend.make_default();
+            backend.make_default()?;
             let combos = zoo::cv::expand_sweeps(&set).map_err(anyhow::Error::msg)?;
             let base: Vec<Override> = data_dir
                 .iter()
@@ -331,7 +342,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             config,
             print_config,
         } => {
-            Backend::Flex.make_default();
+            Backend::Flex.make_default()?;
             let exp = config.load(Vec::new())?;
             if print_config {
                 print!("{}", exp.to_toml());
@@ -352,9 +363,22 @@ fn dispatch(cli: Cli) -> Result<()> {
             backend,
             steps,
             json,
+            loader_only,
         } => {
-            backend.make_default();
-            let r = zoo::bench::bench(&config.load(Vec::new())?, backend, 5, steps)?;
+            backend.make_default()?;
+            let exp = config.load(Vec::new())?;
+            if loader_only {
+                let r = zoo::bench::bench_loader(&exp, backend, steps)?;
+                match json {
+                    true => println!("{}", serde_json::to_string(&r)?),
+                    false => println!(
+                        "loader: {:.0} images/s (batch {}, {} decoding threads)",
+                        r.images_per_second, r.batch_size, r.threads
+                    ),
+                }
+                return Ok(());
+            }
+            let r = zoo::bench::bench(&exp, backend, 5, steps)?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -380,8 +404,21 @@ fn dispatch(cli: Cli) -> Result<()> {
             seed,
             backend,
         } => {
-            backend.make_default();
+            backend.make_default()?;
             zoo::lm::sample(&run_dir, &prompt, length, temperature, seed, backend)?;
+        }
+        Command::Backends => {
+            for backend in Backend::ALL {
+                match backend.describe_devices() {
+                    Ok(devices) => {
+                        println!("{backend}:");
+                        for device in devices {
+                            println!("  {device}");
+                        }
+                    }
+                    Err(reason) => println!("{backend}: unavailable: {reason}"),
+                }
+            }
         }
         Command::List => {
             println!("model kinds: {}", ModelConfig::kinds().join(", "));

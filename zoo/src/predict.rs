@@ -11,9 +11,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use datasets::{DatasetKind, Standardization};
+use datasets::folder::{centre_crop, resize_shorter, rgb_to_chw};
+use datasets::Standardization;
 use image::imageops::FilterType;
-use image::DynamicImage;
 use serde::Serialize;
 
 use crate::backend::Backend;
@@ -49,7 +49,8 @@ pub fn predict(
     let (exp, model) = load_trained(run_dir, &device)?;
     let standardization: Standardization = run_dir::load_json(run_dir, NORMALIZATION_FILE)?;
     let shape = image_input(&exp.data);
-    let imagenet = exp.data.dataset == DatasetKind::Imagenet;
+    // ImageNet-shaped and image-folder runs take torchvision's evaluation transform.
+    let imagenet = exp.data.dataset.reads_folders();
     let (mut names, mut values) = (Vec::new(), Vec::new());
     for path in inputs {
         let path = path.as_ref();
@@ -115,56 +116,22 @@ fn read_image(path: &Path, shape: &ModelInput, imagenet: bool) -> Result<Vec<u8>
             )
         })?;
     let (height, width) = (shape.height as u32, shape.width as u32);
-    let image = match imagenet {
-        true => centre_crop(resize_shorter(image, height * 256 / 224), height, width),
-        false if image.height() == height && image.width() == width => image,
+    if imagenet && shape.channels == 3 {
+        let resized = resize_shorter(&image.to_rgb8(), height * 256 / 224);
+        return Ok(rgb_to_chw(&centre_crop(&resized, height, width)));
+    }
+    let image = match image.height() == height && image.width() == width {
+        true => image,
         false => image.resize_exact(width, height, FilterType::Triangle),
     };
     Ok(match shape.channels {
         1 => image.to_luma8().into_raw(),
-        3 => {
-            let rgb = image.to_rgb8();
-            let plane = (height * width) as usize;
-            let mut chw = vec![0; 3 * plane];
-            for (i, pixel) in rgb.pixels().enumerate() {
-                for c in 0..3 {
-                    chw[c * plane + i] = pixel[c];
-                }
-            }
-            chw
-        }
+        3 => rgb_to_chw(&image.to_rgb8()),
         c => bail!(
             "{}: the run reads {c}-channel images; zoo predicts from 1 (grayscale) or 3 (RGB)",
             path.display()
         ),
     })
-}
-
-/// torchvision's `Resize(side)`: the shorter side to `side`, the other in proportion.
-fn resize_shorter(image: DynamicImage, side: u32) -> DynamicImage {
-    let (w, h) = (image.width(), image.height());
-    let (nw, nh) = match w <= h {
-        true => (side, (side as u64 * h as u64 / w as u64) as u32),
-        false => ((side as u64 * w as u64 / h as u64) as u32, side),
-    };
-    image.resize_exact(nw, nh, FilterType::Triangle)
-}
-
-/// torchvision's `CenterCrop`: the middle `height` x `width`.
-fn centre_crop(image: DynamicImage, height: u32, width: u32) -> DynamicImage {
-    let left = half_rounded_even(image.width().saturating_sub(width));
-    let top = half_rounded_even(image.height().saturating_sub(height));
-    image.crop_imm(left, top, width, height)
-}
-
-/// `round(n / 2)` as Python rounds (half to even), which is where torchvision's crop starts.
-fn half_rounded_even(n: u32) -> u32 {
-    let half = n / 2;
-    if n % 2 == 1 && half % 2 == 1 {
-        half + 1
-    } else {
-        half
-    }
 }
 
 /// The floats of a `.npy` file holding float32 `[N, C, H, W]` with the run's C, H and W.
@@ -330,14 +297,5 @@ mod tests {
         let one = npy("<f8", "(3,)", &[0; 24]);
         assert_eq!(parse_npy(&one).unwrap().1, vec![3]);
         assert!(parse_npy(b"PK\x03\x04").is_err());
-    }
-
-    #[test]
-    fn torchvision_resize_then_crop() {
-        let image = DynamicImage::new_rgb8(500, 375);
-        let resized = resize_shorter(image, 256);
-        assert_eq!((resized.width(), resized.height()), (341, 256));
-        let cropped = centre_crop(resized, 224, 224);
-        assert_eq!((cropped.width(), cropped.height()), (224, 224));
     }
 }

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::prelude::*;
 use datasets::{DatasetKind, Standardization};
@@ -68,10 +67,10 @@ pub fn train(
         }
         ModelConfig::Knn(knn) => classify(exp, backend, resume, |data, device, metrics| {
             let started = Instant::now();
-            let model = knn.fit_on(data, device);
-            metrics.validation = Some(evaluate_on(&model, data, &data.val, eval_batch, device));
+            let model = knn.fit_on(data, device)?;
+            metrics.validation = Some(evaluate_on(&model, data, &data.val, eval_batch, device)?);
             let test_started = Instant::now();
-            metrics.test = evaluate_on(&model, data, &data.test, eval_batch, device);
+            metrics.test = evaluate_on(&model, data, &data.test, eval_batch, device)?;
             metrics.test_seconds = test_started.elapsed().as_secs_f64();
             let seconds = started.elapsed().as_secs_f64();
             eprintln!("fitted and evaluated in {seconds:.1}s");
@@ -89,14 +88,15 @@ pub fn train(
                 })?;
             }
             let run_dir = exp.run_dir();
-            let outcome = exp.trainer(&run_dir, device.clone()).stop_on(stop).fit(
+            let devices = backend.devices(exp.train.devices);
+            let outcome = exp.trainer(&run_dir, devices).stop_on(stop).fit(
                 model,
                 &ImageTask { data },
                 resume,
             )?;
             run_dir::save_model(&run_dir, &outcome.model)?;
             let started = Instant::now();
-            metrics.test = evaluate_on(&outcome.model, data, &data.test, eval_batch, device);
+            metrics.test = evaluate_on(&outcome.model, data, &data.test, eval_batch, device)?;
             metrics.test_seconds = started.elapsed().as_secs_f64();
             metrics.weights_digest = Some(weights_digest(&outcome.model));
             metrics.train_samples_per_second = outcome.state.train_examples_per_second();
@@ -122,12 +122,15 @@ fn classify(
     let data = data::prepare(&exp.data, None).context("cannot load the dataset")?;
     run_dir::save_json(&run_dir, NORMALIZATION_FILE, &data.batcher.standardization)?;
     let summary = summarize(exp)?;
+    let devices = match exp.train.devices {
+        1 => String::new(),
+        n => format!(" ({n} devices, data-parallel)"),
+    };
     eprintln!(
-        "training {} ({} trainable parameters) on {} with {}: {} train / {} validation / {} test images",
+        "training {} ({} trainable parameters) on {} with {backend}{devices}: {} train / {} validation / {} test images",
         exp.model.kind(),
         group_digits(summary.total_params),
         exp.data.dataset.name(),
-        backend,
         data.train.len(),
         data.val.len(),
         data.test.len()
@@ -174,6 +177,7 @@ pub fn import(exp: &Experiment, weights: &Path, options: &ImportOptions) -> Resu
             mean: IMAGENET_MEAN.to_vec(),
             std: IMAGENET_STD.to_vec(),
         },
+        (DatasetKind::ImageFolder, _) => data::folder_standardization(&exp.data),
         (_, Normalize::None) => Standardization::identity(input.channels),
         (_, Normalize::Standardize) => {
             data::prepare(&exp.data, None)
@@ -254,24 +258,30 @@ pub fn eval(run_dir: &Path, backend: Backend) -> Result<()> {
         ModelConfig::Knn(knn) => {
             let data = data::prepare(&exp.data, Some(standardization))
                 .context("cannot load the dataset")?;
-            let model = knn.fit_on(&data, &device);
-            evaluate_on(&model, &data, &data.test, exp.data.eval_batch_size, &device)
+            let model = knn.fit_on(&data, &device)?;
+            evaluate_on(&model, &data, &data.test, exp.data.eval_batch_size, &device)?
         }
         _ => {
             let (_, model) = load_trained(run_dir, &device)?;
             let dir = exp.data.resolved_dir().unwrap_or_default();
             let test = data::load_test(&exp.data, &dir).context("cannot load the dataset")?;
-            let batcher = datasets::ImageBatcher::new(standardization, test.set())
-                .with_resize(data::resize_of(&exp.data));
-            let num_classes = image_input(&exp.data).num_classes;
+            let input = image_input(&exp.data);
+            let batcher = match exp.data.folder_dir() {
+                // A folder's crops already have the model's size.
+                Some(_) => datasets::ImageBatcher::new(standardization, input.map()),
+                None => {
+                    datasets::ImageBatcher::new(standardization, exp.data.dataset.stored_shape())
+                        .with_resize(data::resize_of(&exp.data))
+                }
+            };
             evaluate(
                 &model,
                 &test,
                 &batcher,
                 exp.data.eval_batch_size,
-                num_classes,
+                input.num_classes,
                 &device,
-            )
+            )?
         }
     };
     println!("{}", evaluation.to_table(&data::class_names(&exp.data)));

@@ -33,8 +33,9 @@ fn first_batch_loss_matches(name: &str, exp: Experiment) {
     let data = prepare(&data_config, None).expect(
         "Fashion-MNIST is needed for this test: sudo apt-get install dataset-fashion-mnist",
     );
+    let train = data.train.in_memory().expect("IDX files are decoded whole");
     let items: Vec<_> = (0..exp.data.batch_size)
-        .map(|i| burn::data::dataset::Dataset::get(&data.train, i).unwrap())
+        .map(|i| burn::data::dataset::Dataset::get(train, i).unwrap())
         .collect();
     let ModelConfig::Image(config) = &exp.model else {
         unreachable!("shipped_image_configs keeps image models")

@@ -236,9 +236,10 @@ fn predict_on_a_png_agrees_with_the_evaluation_of_that_image() {
     let run = sandbox.path().join("run");
     let (exp, model) = zoo::run::load_trained(&run, &device).unwrap();
     let test = zoo::data::load_test(&exp.data, &sandbox.data()).unwrap();
+    let test = test.in_memory().expect("IDX files are decoded whole");
     let item = test.get(7).unwrap();
     let standardization = zoo::run_dir::load_json(&run, "normalization.json").unwrap();
-    let batcher = datasets::ImageBatcher::new(standardization, test.set());
+    let batcher = datasets::ImageBatcher::new(standardization, test.set().shape());
     let batch = batcher.batch(vec![item.clone()], &device);
     let logits: Vec<f32> = model
         .logits(batch.images)

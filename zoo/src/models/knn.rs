@@ -13,6 +13,7 @@ use crate::data::PreparedData;
 use crate::input::ModelInput;
 use crate::invalid::{positive, Invalid};
 use crate::summary::{LayerSummary, Summary};
+use datasets::DataError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,22 +76,22 @@ impl KnnConfig {
     }
 
     /// "Trains": stores the standardized training split of `data` on `device`, in blocks.
-    pub fn fit_on(&self, data: &PreparedData, device: &Device) -> KnnClassifier {
+    /// An image folder is refused: kNN keeps every training image in memory.
+    pub fn fit_on(&self, data: &PreparedData, device: &Device) -> Result<KnnClassifier, DataError> {
+        let train = data.train.in_memory().ok_or_else(|| {
+            DataError::Unsupported("kNN keeps every training image in memory; an image folder is read batch by batch (train a network on it)".into())
+        })?;
         let rows = self.block();
-        let blocks = (0..data.train.len())
+        let blocks = (0..train.len())
             .step_by(rows)
             .map(|start| {
-                let items = (start..(start + rows).min(data.train.len()))
-                    .map(|i| data.train.get(i).expect("in-memory"))
+                let items = (start..(start + rows).min(train.len()))
+                    .map(|i| train.get(i).expect("in-memory"))
                     .collect();
                 data.batcher.batch(items, device).images.flatten(1, 3)
             })
             .collect();
-        self.fit(
-            blocks,
-            data.train.labels().collect(),
-            data.input.num_classes,
-        )
+        Ok(self.fit(blocks, train.labels().collect(), data.input.num_classes))
     }
 
     fn block(&self) -> usize {

@@ -42,6 +42,9 @@ pub struct TrainConfig {
     /// L2 penalty l2 * sum w^2 added to the loss (with `l1`: the elastic net). Unlike
     /// `weight_decay`, which the optimizer applies, this is part of the reported loss.
     pub l2: f64,
+    /// Data-parallel training: each batch is cut into this many shards, one per device of the
+    /// backend, whose gradients are averaged on the first device for one optimizer step.
+    pub devices: usize,
 }
 
 impl Default for TrainConfig {
@@ -62,6 +65,7 @@ impl Default for TrainConfig {
             early_stopping_patience: None,
             l1: 0.0,
             l2: 0.0,
+            devices: 1,
         }
     }
 }
@@ -69,6 +73,7 @@ impl Default for TrainConfig {
 impl TrainConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         positive("epochs", self.epochs)?;
+        positive("devices", self.devices)?;
         positive_number("lr", self.lr)?;
         if let Some(m) = self.momentum {
             unit_interval("momentum", m)?;

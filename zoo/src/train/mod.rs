@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::data::dataloader::DataLoader;
+use burn::data::dataset::DatasetError;
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 
@@ -37,6 +38,9 @@ pub enum TrainError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A batch could not be loaded (an unreadable image file, named in the message).
+    #[error("{0}")]
+    Data(#[from] DatasetError),
     #[error("training diverged in epoch {epoch}: the loss is {loss}; lower train.lr or set train.clip_grad_norm")]
     Diverged { epoch: usize, loss: f64 },
     /// Not a failure: a stop was requested (SIGTERM, Ctrl-C) and the run was checkpointed.
@@ -101,8 +105,17 @@ pub trait Task<M> {
 
     fn batch_loss(&self, model: &M, batch: Self::Batch) -> BatchLoss;
 
+    /// The batch cut into one run of consecutive examples per device (moved there), each
+    /// with its number of examples; an empty shard is left out.
+    fn shard(&self, batch: Self::Batch, devices: &[Device]) -> Vec<(Self::Batch, usize)>;
+
     /// Evaluates `model` (in eval mode) on the validation split.
-    fn validate(&self, model: &M, batch_size: usize, device: &Device) -> Validation;
+    fn validate(
+        &self,
+        model: &M,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<Validation, DatasetError>;
 }
 
 /// What one training step measured: the loss it minimized (penalty included) and how many
@@ -146,14 +159,94 @@ pub fn train_step<M: Module, T: Task<M>>(
     (model, stats)
 }
 
+/// `train_step` with the batch cut across `devices` (data parallelism): each shard's loss,
+/// weighted by its share of the batch, is backpropagated on its device; the gradients are
+/// summed on the first device, which steps the optimizer once. Without batch statistics
+/// (batch norm) this is the single-device step up to rounding. Shards run one after the
+/// other: the same on one CPU, and on GPUs each device's kernels queue without waiting.
+pub fn data_parallel_step<M: Module, T: Task<M>>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    task: &T,
+    batch: T::Batch,
+    devices: &[Device],
+    config: &TrainConfig,
+    lr: f64,
+) -> (M, StepStats) {
+    let shards = task.shard(batch, devices);
+    let total: usize = shards.iter().map(|(_, n)| n).sum();
+    let mut accumulator = GradientsAccumulator::new();
+    let mut stats = StepStats {
+        loss: 0.0,
+        predictions: 0,
+        correct: 0,
+        examples: 0,
+    };
+    for (i, ((shard, n), device)) in shards.into_iter().zip(devices).enumerate() {
+        let replica = match device == &devices[0] {
+            true => model.clone(),
+            false => model.clone().fork(device).train(),
+        };
+        let part = task.batch_loss(&replica, shard);
+        let mut loss = part.loss * (n as f64 / total as f64);
+        if i == 0 {
+            if let Some(penalty) = weight_penalty(&replica, config.l1, config.l2) {
+                loss = loss + penalty;
+            }
+        }
+        stats.loss += loss.clone().into_scalar::<f64>();
+        stats.predictions += part.predictions;
+        stats.correct += part.correct;
+        stats.examples += part.examples;
+        let grads = GradientsParams::from_grads(loss.backward(), &replica);
+        accumulator.accumulate(&model, grads.to_device(&devices[0], &model));
+    }
+    let model = optim.step(lr, model, accumulator.grads());
+    (model, stats)
+}
+
+/// `len` examples cut into `parts` consecutive runs whose lengths differ by at most one (the
+/// longer first); empty runs are left out.
+pub fn shard_ranges(len: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let (base, extra) = (len / parts, len % parts);
+    let mut start = 0;
+    (0..parts)
+        .map(|i| {
+            let end = start + base + usize::from(i < extra);
+            let range = start..end;
+            start = end;
+            range
+        })
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// A batch of `rows` examples as one shard per device: `cut` takes a run of rows (from
+/// `shard_ranges`) to its device. Each shard comes with its number of examples.
+pub fn shards<B>(
+    rows: usize,
+    devices: &[Device],
+    cut: impl Fn(std::ops::Range<usize>, &Device) -> B,
+) -> Vec<(B, usize)> {
+    shard_ranges(rows, devices.len())
+        .into_iter()
+        .zip(devices)
+        .map(|(range, device)| {
+            let n = range.len();
+            (cut(range, device), n)
+        })
+        .collect()
+}
+
 /// One training run's settings, apart from the model and data.
 pub struct Trainer<'a> {
     pub config: &'a TrainConfig,
     pub batch_size: usize,
     pub eval_batch_size: usize,
     pub run_dir: &'a Path,
-    /// The device to train on (autodiff is switched on here).
-    pub device: Device,
+    /// The devices to train on (autodiff is switched on here): the first holds the model and
+    /// the optimizer; with more, each batch is shared among them (`data_parallel_step`).
+    pub devices: Vec<Device>,
     /// Set from outside (a signal handler) to stop after the current step with a checkpoint.
     pub stop: Option<StopFlag>,
 }
@@ -172,9 +265,10 @@ impl Trainer<'_> {
         task: &T,
         resume: bool,
     ) -> Result<TrainOutcome<M>, TrainError> {
-        let device = self.device.clone().autodiff();
+        let main = &self.devices[0];
+        let device = main.clone().autodiff();
         // `train()` moves the parameters onto the autodiff device with gradients tracked.
-        let mut model = model.fork(&self.device).train();
+        let mut model = model.fork(main).train();
         let mut optim = optimizer(self.config);
         let mut state = TrainState::default();
         if resume {
@@ -223,10 +317,26 @@ impl Trainer<'_> {
             let seconds_before = sums.seconds;
             let started = Instant::now();
             for (index, batch) in loader.iter().enumerate().skip(sums.batches) {
-                let batch = batch.expect("in-memory datasets do not fail");
-                device.seed(step_seed(seed, index));
+                let batch = batch?;
+                // Dropout is seeded per step on each distinct device (replicas share one).
+                for (i, d) in self.devices.iter().enumerate() {
+                    if !self.devices[..i].contains(d) {
+                        d.clone().autodiff().seed(step_seed(seed, index) ^ i as u64);
+                    }
+                }
                 let step;
-                (model, step) = train_step(model, &mut optim, task, batch, self.config, lr);
+                (model, step) = match self.devices.len() {
+                    1 => train_step(model, &mut optim, task, batch, self.config, lr),
+                    _ => data_parallel_step(
+                        model,
+                        &mut optim,
+                        task,
+                        batch,
+                        &self.devices,
+                        self.config,
+                        lr,
+                    ),
+                };
                 sums.batches = index + 1;
                 sums.loss_sum += step.loss * step.predictions as f64;
                 sums.correct += step.correct;
@@ -259,7 +369,7 @@ impl Trainer<'_> {
                 ..
             } = sums;
             let train_seconds = seconds_before + started.elapsed().as_secs_f64();
-            let val = task.validate(&model.valid(), self.eval_batch_size, &self.device);
+            let val = task.validate(&model.valid(), self.eval_batch_size, main)?;
             let record = EpochRecord {
                 epoch: epoch + 1,
                 lr,
@@ -334,6 +444,9 @@ impl Trainer<'_> {
         state: &TrainState,
         at: Position,
     ) -> Result<PathBuf, TrainError> {
+        // Burn's running statistics (batch norm) hold their last update apart until synced,
+        // and a save reads them without syncing: `valid()` syncs the state `model` shares.
+        let _ = model.valid();
         let fail = |message: String| TrainError::Checkpoint {
             path: self.run_dir.join("checkpoints"),
             message,
