@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::{write_config, write_dataset, zoo_bin};
+use common::{fake_python, write_config, write_dataset, zoo_bin};
 
 fn bench(dir: &Path, config: &Path, python: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -28,15 +28,6 @@ fn bench(dir: &Path, config: &Path, python: &Path) -> Output {
         .env("ZOO_BIN", zoo_bin())
         .output()
         .unwrap()
-}
-
-/// An executable shell script standing in for Python.
-fn fake_python(dir: &Path, body: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("python");
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
 }
 
 #[test]

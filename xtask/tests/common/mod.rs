@@ -46,3 +46,12 @@ pub fn write_config(dir: &Path, name: &str, model: &str, data: &Path, epochs: us
     std::fs::write(&path, body).unwrap();
     path
 }
+
+/// An executable shell script standing in for Python.
+pub fn fake_python(dir: &Path, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("python");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
