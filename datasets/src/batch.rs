@@ -91,6 +91,14 @@ impl Images {
         }
     }
 
+    /// Files skipped so far because they could not be decoded (`data.skip_bad_images`).
+    pub fn skipped(&self) -> usize {
+        match self {
+            Images::InMemory(_) => 0,
+            Images::Files(f) => f.folder.skipped.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
     /// The in-memory images, for what needs them all at once (kNN); `None` for a folder.
     pub fn in_memory(&self) -> Option<&ImageDataset> {
         match self {

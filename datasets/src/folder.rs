@@ -375,8 +375,8 @@ impl FolderSplit {
                 )))
             }
         };
-        // The same stream as the batcher's augmentation uses for this image, offset so that
-        // the crop and the later augmentation draw independently.
+        // Seeded by (epoch seed, image index) as the augmentation is, with the seed offset so
+        // that the crop and the later augmentation draw independently.
         let mut rng = Augmentation::rng(seed ^ 0x5EED_C409, index);
         let image = self.transform.apply(&image, &mut rng);
         Ok(Some(ImageItem {

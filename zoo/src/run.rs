@@ -154,6 +154,13 @@ fn classify(
         weights_digest: None,
     };
     learn(&data, &backend.device(), &mut metrics)?;
+    let skipped: usize = [&data.train, &data.val, &data.test]
+        .map(|s| s.skipped())
+        .iter()
+        .sum();
+    if skipped > 0 {
+        eprintln!("skipped {skipped} unreadable image files in all (data.skip_bad_images)");
+    }
     run_dir::save_json(&run_dir, METRICS_FILE, &metrics)?;
     println!("{}", metrics.test.to_table(&metrics.class_names));
     println!("run directory: {}", run_dir.display());

@@ -171,7 +171,8 @@ fn bad_folders_and_files_are_named() {
         "data.skip_bad_images=true",
     ]);
     assert!(
-        stderr(&out).contains(&format!("skipped {}", corrupt.display())),
+        stderr(&out).contains(&format!("skipped {}", corrupt.display()))
+            && stderr(&out).contains("skipped 1 unreadable image files in all"),
         "{}",
         stderr(&out)
     );

@@ -163,7 +163,7 @@ pub fn train_step<M: Module, T: Task<M>>(
 /// weighted by its share of the batch, is backpropagated on its device; the gradients are
 /// summed on the first device, which steps the optimizer once. Without batch statistics
 /// (batch norm) this is the single-device step up to rounding. Shards run one after the
-/// other: the same on one CPU, and on GPUs each device's kernels queue without waiting.
+/// other (each reads its loss back), so several GPUs do not yet work at the same time.
 pub fn data_parallel_step<M: Module, T: Task<M>>(
     model: M,
     optim: &mut ModuleOptimizer,
