@@ -84,13 +84,6 @@ impl Images {
         self.len() == 0
     }
 
-    pub fn labels(&self) -> Vec<u8> {
-        match self {
-            Images::InMemory(d) => d.labels().collect(),
-            Images::Files(f) => f.labels().collect(),
-        }
-    }
-
     /// Files skipped so far because they could not be decoded (`data.skip_bad_images`).
     pub fn skipped(&self) -> usize {
         match self {

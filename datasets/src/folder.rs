@@ -69,12 +69,10 @@ fn subfolders(dir: &Path) -> Result<Vec<String>, DataError> {
     Ok(names)
 }
 
-/// The image files of one split, with their class indices (into `classes`), in class order and
-/// then file name order.
+/// The image files of one split, with their class indices (into the classes it was scanned
+/// for), in class order and then file name order.
 #[derive(Debug)]
 pub struct ImageFolder {
-    pub dir: PathBuf,
-    pub classes: Vec<String>,
     pub files: Vec<(PathBuf, u8)>,
     /// Images that could not be decoded and were skipped (`data.skip_bad_images`).
     pub skipped: AtomicUsize,
@@ -126,8 +124,6 @@ impl ImageFolder {
             files.extend(class_files.into_iter().map(|p| (p, label as u8)));
         }
         Ok(Self {
-            dir: dir.to_path_buf(),
-            classes: classes.to_vec(),
             files,
             skipped: AtomicUsize::new(0),
         })
@@ -331,10 +327,6 @@ impl FolderSplit {
 
     pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
-    }
-
-    pub fn labels(&self) -> impl Iterator<Item = u8> + '_ {
-        self.indices.iter().map(|&i| self.folder.files[i].1)
     }
 
     /// A loader over this split: shuffled with `seed` when given (which also seeds the random

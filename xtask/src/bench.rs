@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use zoo::bench::BenchResult;
 
-use crate::common::{configs_in, error_line, splice_readme, stem, workspace_root, zoo_binary};
+use crate::common::{configs_in, error_line, stem, workspace_root, write_results, zoo_binary};
 
 /// One config on one backend: zoo's measurement, or why there is none, and with
 /// `--against-pytorch` the config's PyTorch twin's (the same for every backend of a config).
@@ -224,25 +224,8 @@ pub fn run(args: &Args) -> Result<()> {
             row.pytorch = twin.clone();
         }
     }
-    let table = markdown(&rows);
-    println!("{table}");
-    std::fs::create_dir_all(&args.out)?;
-    zoo::fsutil::write_atomic(&args.out.join("bench.md"), table.as_bytes())?;
-    zoo::fsutil::write_atomic(
-        &args.out.join("bench.json"),
-        serde_json::to_string_pretty(&rows)?.as_bytes(),
-    )?;
-    if args.no_readme {
-        eprintln!("wrote {}/bench.{{md,json}}", args.out.display());
-    } else {
-        splice_readme(&root.join("README.md"), &args.readme_section, &table)?;
-        eprintln!(
-            "wrote {}/bench.{{md,json}} and the README's {} table",
-            args.out.display(),
-            args.readme_section
-        );
-    }
-    Ok(())
+    let section = (!args.no_readme).then_some(args.readme_section.as_str());
+    write_results(&args.out, "bench", &markdown(&rows), &rows, section)
 }
 
 fn markdown(rows: &[BenchRow]) -> String {

@@ -34,6 +34,35 @@ pub fn splice_readme(readme: &Path, name: &str, content: &str) -> Result<()> {
     zoo::fsutil::write_atomic(readme, updated.as_bytes()).context("cannot write README.md")
 }
 
+/// Prints a task's table and writes it as `<out>/<name>.md`, its rows as `<out>/<name>.json`,
+/// and the table into the README's `readme_section` unless that is `None`.
+pub fn write_results(
+    out: &Path,
+    name: &str,
+    table: &str,
+    rows: &impl serde::Serialize,
+    readme_section: Option<&str>,
+) -> Result<()> {
+    println!("{table}");
+    std::fs::create_dir_all(out)?;
+    zoo::fsutil::write_atomic(&out.join(format!("{name}.md")), table.as_bytes())?;
+    zoo::fsutil::write_atomic(
+        &out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(rows)?.as_bytes(),
+    )?;
+    match readme_section {
+        None => eprintln!("wrote {}/{name}.{{md,json}}", out.display()),
+        Some(section) => {
+            splice_readme(&workspace_root().join("README.md"), section, table)?;
+            eprintln!(
+                "wrote {}/{name}.{{md,json}} and the README's {section} table",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The `zoo` binary: `$ZOO_BIN` when set, else built now (the workspace's one profile).
 pub fn zoo_binary(root: &Path) -> Result<PathBuf> {
     if let Some(bin) = std::env::var_os("ZOO_BIN") {

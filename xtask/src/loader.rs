@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use zoo::bench::LoaderBench;
 
-use crate::common::{error_line, splice_readme, workspace_root, zoo_binary};
+use crate::common::{error_line, workspace_root, write_results, zoo_binary};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -80,18 +80,14 @@ pub fn run(args: &Args) -> Result<()> {
             }
         }
     }
-    let table = markdown(&rounds, args);
-    println!("{table}");
-    std::fs::create_dir_all(&args.out)?;
-    zoo::fsutil::write_atomic(&args.out.join("loader.md"), table.as_bytes())?;
-    zoo::fsutil::write_atomic(
-        &args.out.join("loader.json"),
-        serde_json::to_string_pretty(&rounds)?.as_bytes(),
-    )?;
-    if !args.no_readme {
-        splice_readme(&root.join("README.md"), "loader", &table)?;
-    }
-    Ok(())
+    let section = (!args.no_readme).then_some("loader");
+    write_results(
+        &args.out,
+        "loader",
+        &markdown(&rounds, args),
+        &rounds,
+        section,
+    )
 }
 
 fn measure_zoo(zoo: &Path, root: &Path, config: &Path, args: &Args) -> Result<LoaderBench> {

@@ -224,13 +224,36 @@ pub struct PreparedData {
 /// The model input a data config implies, without reading any file (but an image folder's
 /// class folder names).
 pub fn image_input(config: &DataConfig) -> ModelInput {
-    let (channels, stored_height, stored_width, _) = config.dataset.shape();
-    let [height, width] = resize_of(config).unwrap_or([stored_height, stored_width]);
+    input_with_classes(config, class_names(config).len())
+}
+
+/// `image_input` for a task of `num_classes` classes, already known.
+fn input_with_classes(config: &DataConfig, num_classes: usize) -> ModelInput {
+    let [channels, height, width] = input_shape(config);
     ModelInput {
         channels,
         height,
         width,
-        num_classes: class_names(config).len(),
+        num_classes,
+    }
+}
+
+/// `[channels, height, width]` of the images the model sees: the stored ones, resized where
+/// `resize` says (for an image folder, the crop side, 224 unless set).
+fn input_shape(config: &DataConfig) -> [usize; 3] {
+    let [channels, stored_height, stored_width] = config.dataset.stored_shape();
+    let [height, width] = resize_of(config).unwrap_or([stored_height, stored_width]);
+    [channels, height, width]
+}
+
+/// The batcher that turns `config`'s stored images into the model's input with
+/// `standardization`: decoded sets are resized where `resize` says; a folder's crops already
+/// have the input's size.
+pub fn batcher(config: &DataConfig, standardization: Standardization) -> ImageBatcher {
+    match config.folder_dir() {
+        Some(_) => ImageBatcher::new(standardization, input_shape(config)),
+        None => ImageBatcher::new(standardization, config.dataset.stored_shape())
+            .with_resize(resize_of(config)),
     }
 }
 
@@ -312,7 +335,7 @@ fn with_split(
         Normalize::None => Standardization::identity(set.channels),
     });
     PreparedData {
-        batcher: ImageBatcher::new(standardization, set.shape()).with_resize(resize_of(config)),
+        batcher: batcher(config, standardization),
         augmentation: config.augment.clone(),
         train: Images::InMemory(ImageDataset::new(set.clone(), train_idx)),
         val: Images::InMemory(ImageDataset::new(set, val_idx)),
@@ -366,11 +389,6 @@ pub fn load_test(config: &DataConfig, dir: &Path) -> Result<Images, DataError> {
     Ok(Images::InMemory(ImageDataset::whole(Arc::new(test_set))))
 }
 
-/// The side of an image folder's crops.
-fn folder_side(config: &DataConfig) -> usize {
-    config.resize.unwrap_or(224)
-}
-
 /// The splits of an image folder: `train/`, `val/` for validation, and `test/` for the final
 /// evaluation (`val/` again when there is no `test/`, as ImageNet has none). Standardization is
 /// torchvision's ImageNet mean and std unless `normalize = "none"`; nothing is decoded here.
@@ -384,14 +402,13 @@ fn prepare_folder(
     let val = ImageFolder::scan(&dir.join("val"), &classes)?;
     let test = test_folder(dir, &classes)?;
     let standardization = standardization.unwrap_or_else(|| folder_standardization(config));
-    let side = folder_side(config);
     Ok(PreparedData {
-        batcher: ImageBatcher::new(standardization, [3, side, side]),
+        batcher: batcher(config, standardization),
         augmentation: config.augment.clone(),
         train: folder_split(config, &Arc::new(train), config.train_limit, true),
         val: folder_split(config, &Arc::new(val), None, false),
         test: folder_split(config, &test, config.test_limit, false),
-        input: image_input(config),
+        input: input_with_classes(config, classes.len()),
         class_names: classes,
     })
 }
@@ -428,7 +445,8 @@ fn folder_split(
     if let Some(n) = limit.filter(|&n| n < folder.len()) {
         indices = train_val_split(folder.len(), n, config.split_seed).1;
     }
-    let size = folder_side(config) as u32;
+    let [_, size, _] = input_shape(config);
+    let size = size as u32;
     let transform = match training {
         true => FolderTransform::RandomResizedCrop {
             size,

@@ -272,21 +272,12 @@ pub fn eval(run_dir: &Path, backend: Backend) -> Result<()> {
             let (_, model) = load_trained(run_dir, &device)?;
             let dir = exp.data.resolved_dir().unwrap_or_default();
             let test = data::load_test(&exp.data, &dir).context("cannot load the dataset")?;
-            let input = image_input(&exp.data);
-            let batcher = match exp.data.folder_dir() {
-                // A folder's crops already have the model's size.
-                Some(_) => datasets::ImageBatcher::new(standardization, input.map()),
-                None => {
-                    datasets::ImageBatcher::new(standardization, exp.data.dataset.stored_shape())
-                        .with_resize(data::resize_of(&exp.data))
-                }
-            };
             evaluate(
                 &model,
                 &test,
-                &batcher,
+                &data::batcher(&exp.data, standardization),
                 exp.data.eval_batch_size,
-                input.num_classes,
+                image_input(&exp.data).num_classes,
                 &device,
             )?
         }

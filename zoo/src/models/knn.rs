@@ -6,6 +6,7 @@
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
+use datasets::DataError;
 use serde::{Deserialize, Serialize};
 
 use super::family::ImageClassifier;
@@ -13,7 +14,6 @@ use crate::data::PreparedData;
 use crate::input::ModelInput;
 use crate::invalid::{positive, Invalid};
 use crate::summary::{LayerSummary, Summary};
-use datasets::DataError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
