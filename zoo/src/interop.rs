@@ -13,7 +13,6 @@ use burn::store::{
     bridge, BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
     SafetensorsStore,
 };
-use burn::tensor::TensorData;
 use regex::Regex;
 
 use crate::models::pytorch_names::Unnamed;
@@ -59,7 +58,7 @@ impl ImportOptions {
     fn skips(&self, link: &TensorLink) -> bool {
         self.skip
             .iter()
-            .any(|re| re.is_match(&link.torch) || link.zoo.iter().any(|z| re.is_match(z)))
+            .any(|re| re.is_match(&link.torch) || re.is_match(&link.zoo))
     }
 
     fn renamed(&self, key: &str) -> String {
@@ -105,8 +104,8 @@ pub struct Imported {
     pub skipped: Vec<String>,
 }
 
-/// The PyTorch tensors of `model`, each with the zoo tensors it stacks (one, or a recurrent
-/// cell's gates), in the order `zoo export` writes them.
+/// The PyTorch tensors of `model`, each with its zoo tensor, in the order `zoo export` writes
+/// them.
 pub fn pytorch_names<M: Module>(
     model: &M,
     layout: &PytorchLayout,
@@ -124,14 +123,6 @@ fn links<M: Module>(
     let names: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
     let by_name = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
     Ok((layout.tensors(&names)?, by_name))
-}
-
-/// PyTorch's shape of a link: its zoo tensors stacked on the first dimension.
-fn stacked_shape(link: &TensorLink, tensors: &BTreeMap<String, PackTensor>) -> Vec<usize> {
-    let shapes: Vec<Vec<usize>> = link.zoo.iter().map(|z| tensors[z].shape.to_vec()).collect();
-    let mut shape = shapes[0].clone();
-    shape[0] = shapes.iter().map(|s| s[0]).sum();
-    shape
 }
 
 /// Every tensor of a PyTorch state_dict or safetensors file, by key.
@@ -182,7 +173,7 @@ pub fn load_pytorch<M: Module>(
     let mut loads = Vec::new();
     for link in &links {
         let skipped = options.skips(link);
-        let expected = stacked_shape(link, &zoo);
+        let expected = zoo[&link.zoo].shape.to_vec();
         match (file.remove(&link.torch), skipped) {
             (_, true) => imported.skipped.push(link.torch.clone()),
             (None, false) => problems.push(format!("missing {} {expected:?}", link.torch)),
@@ -218,7 +209,7 @@ pub fn load_pytorch<M: Module>(
                 path: path.to_path_buf(),
                 message: format!("{}: {e}", link.torch),
             })?;
-        tensors.extend(unstack(link, data, &zoo));
+        tensors.push(bridge::from_data(data, link.zoo.clone(), None));
     }
     imported.loaded = links.len() - imported.skipped.len();
     let result = model.apply(tensors, None, Some(Box::new(PyTorchToBurnAdapter)), true);
@@ -229,26 +220,6 @@ pub fn load_pytorch<M: Module>(
         });
     }
     Ok((model, imported))
-}
-
-/// The zoo tensors of `link` from PyTorch's `data`, cut along the first dimension.
-fn unstack(
-    link: &TensorLink,
-    data: TensorData,
-    zoo: &BTreeMap<String, PackTensor>,
-) -> Vec<PackTensor> {
-    let values: Vec<f32> = data.try_to_vec().expect("converted to f32 above");
-    let mut offset = 0;
-    link.zoo
-        .iter()
-        .map(|name| {
-            let shape = zoo[name].shape.to_vec();
-            let len: usize = shape.iter().product();
-            let part = values[offset..offset + len].to_vec();
-            offset += len;
-            bridge::from_data(TensorData::new(part, shape), name.clone(), None)
-        })
-        .collect()
 }
 
 /// Writes `model`'s weights as safetensors under PyTorch's names (with the batch-norm counters
@@ -265,14 +236,11 @@ pub fn save_pytorch<M: Module>(
     let (links, zoo) = links(model, layout)?;
     let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for link in &links {
-        let mut bytes = Vec::new();
-        for name in &link.zoo {
-            let data = bridge::to_data(&zoo[name])
-                .map_err(|e| write_error(format!("{name}: {e}")))?
-                .convert::<f32>();
-            bytes.extend_from_slice(data.as_bytes());
-        }
-        let shape = stacked_shape(link, &zoo);
+        let name = &link.zoo;
+        let data = bridge::to_data(&zoo[name])
+            .map_err(|e| write_error(format!("{name}: {e}")))?
+            .convert::<f32>();
+        let (shape, bytes) = (data.shape().to_vec(), data.as_bytes().to_vec());
         tensors.push((link.torch.clone(), safetensors::Dtype::F32, shape, bytes));
         if let Some(norm) = link.torch.strip_suffix(".running_var") {
             let counter = 0i64.to_le_bytes().to_vec();

@@ -7,7 +7,8 @@ use common::*;
 #[test]
 fn recurrent_classifiers_train_on_image_rows() {
     let sb = Sandbox::with_data(600, 200);
-    for cell in ["lstm", "gru", "rnn"] {
+    // The plain RNN learns more slowly from PyTorch's initialization: 8 epochs, not 4.
+    for (cell, epochs) in [("lstm", "4"), ("gru", "4"), ("rnn", "8")] {
         let config = sb.config(
             &format!("{cell}.toml"),
             &format!("kind = \"lstm\"\ncell = \"{cell}\"\nhidden = 32"),
@@ -19,7 +20,7 @@ fn recurrent_classifiers_train_on_image_rows() {
             "--set",
             "train.optimizer=\"adam\"",
             "--epochs",
-            "4",
+            epochs,
         ]);
         let m = sb.metrics(&format!("runs/{cell}"));
         let gates = match cell {

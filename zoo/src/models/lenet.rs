@@ -3,14 +3,13 @@
 //! "modern" ReLU with max pooling. Deviation from the paper: conv2 connects to all six
 //! maps (the paper's partial connection table is dropped, as in the notes' 61,706 count).
 
-use burn::nn::activation::Activation;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AvgPool2d, MaxPool2d};
 use burn::nn::Linear;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::mlp::ActivationKind;
+use super::mlp::{ActivationKind, ActivationLayer};
 use super::builder::{ConvShape, Init, NetBuilder};
 use super::pytorch_names::PytorchLayout;
 use super::family::{ImageClassifier, ImageFamily};
@@ -137,7 +136,7 @@ pub struct LeNet5 {
     pub fc1: Linear,
     pub fc2: Linear,
     pub fc3: Linear,
-    pub activation: Activation,
+    pub activation: ActivationLayer,
 }
 
 impl ImageClassifier for LeNet5 {

@@ -23,7 +23,7 @@ pub enum ActivationKind {
 }
 
 impl ActivationKind {
-    pub fn build(self, device: &Device) -> Activation {
+    pub fn build(self, device: &Device) -> ActivationLayer {
         let config = match self {
             ActivationKind::Relu => ActivationConfig::Relu,
             ActivationKind::Tanh => ActivationConfig::Tanh,
@@ -31,7 +31,10 @@ impl ActivationKind {
             ActivationKind::LeakyRelu => LeakyReluConfig::new().into(),
             ActivationKind::Elu => EluConfig::new().into(),
         };
-        config.init(device)
+        ActivationLayer {
+            burn: config.init(device),
+            kind: self,
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -41,6 +44,27 @@ impl ActivationKind {
             ActivationKind::Sigmoid => "sigmoid",
             ActivationKind::LeakyRelu => "leaky-relu",
             ActivationKind::Elu => "elu",
+        }
+    }
+}
+
+/// An activation layer: tanh and sigmoid run in zoo's kernels (one vectorized pass, a
+/// backward from the output), the others are Burn's.
+#[derive(Module, Debug)]
+pub struct ActivationLayer {
+    pub burn: Activation,
+    #[module(skip)]
+    pub kind: ActivationKind,
+}
+
+impl ActivationLayer {
+    /// # Shapes
+    /// - x: any; output: the same
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self.kind {
+            ActivationKind::Tanh => kernels::tanh(x),
+            ActivationKind::Sigmoid => kernels::sigmoid(x),
+            _ => self.burn.forward(x),
         }
     }
 }
@@ -122,7 +146,7 @@ impl ImageFamily for MlpConfig {
 pub struct MlpBlock {
     pub linear: Linear,
     pub norm: Option<BatchNorm>,
-    pub activation: Activation,
+    pub activation: ActivationLayer,
     pub dropout: Option<Dropout>,
 }
 

@@ -16,24 +16,21 @@ enum Link {
     /// Every tensor `{zoo}.{rest}` is `{torch}.{rest}`; an empty `zoo` prefix matches every
     /// name (and an empty `torch` prefix adds none).
     Layer { zoo: String, torch: String },
-    /// One direction of one of Burn's recurrent layers at `zoo`, whose gates are separate
-    /// linear maps; PyTorch stacks them: `{torch}.weight_ih_l{layer}{_reverse}` and so on.
+    /// One direction of a recurrent layer at `zoo`, whose `{zoo}.weight_ih` is PyTorch's
+    /// `{torch}.weight_ih_l{layer}{_reverse}`, and so on for `weight_hh` and the biases.
     Cell {
         zoo: String,
         torch: String,
         layer: usize,
         reverse: bool,
-        /// Burn's gate modules in the order PyTorch stacks them.
-        gates: &'static [&'static str],
     },
 }
 
-/// One PyTorch tensor and the zoo tensors it holds, stacked on the first dimension in this
-/// order (one tensor, except for a recurrent cell's gates).
+/// One PyTorch tensor and the zoo tensor it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorLink {
     pub torch: String,
-    pub zoo: Vec<String>,
+    pub zoo: String,
 }
 
 /// Why a model's tensors could not all be named: a gap or an overlap in its family's
@@ -67,88 +64,61 @@ impl PytorchLayout {
         self
     }
 
-    /// One direction of a recurrent layer at `zoo`, whose gate modules are `gates` in
-    /// PyTorch's stacking order: PyTorch's layer `layer` of the `nn.LSTM`/`nn.GRU`/`nn.RNN` at
-    /// `torch` (its `_reverse` tensors when `reverse`).
+    /// One direction of a recurrent layer at `zoo`: PyTorch's layer `layer` of the
+    /// `nn.LSTM`/`nn.GRU`/`nn.RNN` at `torch` (its `_reverse` tensors when `reverse`).
     pub fn cell(
         mut self,
         zoo: impl Into<String>,
         torch: impl Into<String>,
         layer: usize,
         reverse: bool,
-        gates: &'static [&'static str],
     ) -> Self {
         self.links.push(Link::Cell {
             zoo: zoo.into(),
             torch: torch.into(),
             layer,
             reverse,
-            gates,
         });
         self
     }
 
-    /// The PyTorch tensors of a model whose tensors are `zoo_names`, in the order of
-    /// `zoo_names`' first tensor of each.
+    /// The PyTorch tensors of a model whose tensors are `zoo_names`, in their order.
     pub fn tensors(&self, zoo_names: &[String]) -> Result<Vec<TensorLink>, Unnamed> {
-        // Each PyTorch name with its zoo tensors and their positions in its stack.
-        let mut groups: Vec<(String, Vec<(usize, &String)>)> = Vec::new();
-        let mut group_of: HashMap<String, usize> = HashMap::new();
+        let mut zoo_of: HashMap<String, &String> = HashMap::new();
+        let mut links = Vec::with_capacity(zoo_names.len());
         for name in zoo_names {
-            let (torch, position) = self.torch_name(name)?;
-            let group = *group_of.entry(torch.clone()).or_insert_with(|| {
-                groups.push((torch.clone(), Vec::new()));
-                groups.len() - 1
-            });
-            let members = &mut groups[group].1;
-            // Only a cell's gates share a name, each at its own position in the stack.
-            if let Some((_, other)) = members.iter().find(|(p, _)| *p == position) {
-                return Err(Unnamed::Shared((*other).clone(), name.clone(), torch));
+            let torch = self.torch_name(name)?;
+            if let Some(other) = zoo_of.insert(torch.clone(), name) {
+                return Err(Unnamed::Shared(other.clone(), name.clone(), torch));
             }
-            members.push((position, name));
+            links.push(TensorLink {
+                torch,
+                zoo: name.clone(),
+            });
         }
-        let links = groups.into_iter().map(|(torch, mut members)| {
-            // A cell's gates stack in PyTorch's order, whatever order Burn visits them in.
-            members.sort_by_key(|(position, _)| *position);
-            let zoo = members.into_iter().map(|(_, name)| name.clone()).collect();
-            TensorLink { torch, zoo }
-        });
-        Ok(links.collect())
+        Ok(links)
     }
 
-    /// PyTorch's name for zoo's tensor `name`, and its position among the stacked gates.
-    fn torch_name(&self, name: &str) -> Result<(String, usize), Unnamed> {
+    /// PyTorch's name for zoo's tensor `name`.
+    fn torch_name(&self, name: &str) -> Result<String, Unnamed> {
         for link in &self.links {
             let Link::Cell {
                 zoo,
                 torch,
                 layer,
                 reverse,
-                gates,
             } = link
             else {
                 continue;
             };
-            let Some(rest) = strip(name, zoo) else {
+            let Some(param) = strip(name, zoo) else {
                 continue;
             };
-            // `{gate}.{input|hidden}_transform.{weight|bias}`
-            let parts: Vec<&str> = rest.split('.').collect();
-            let [gate, transform, param] = parts[..] else {
+            if !["weight_ih", "weight_hh", "bias_ih", "bias_hh"].contains(&param) {
                 return Err(Unnamed::Missing(name.into()));
-            };
-            let position = gates
-                .iter()
-                .position(|g| *g == gate)
-                .ok_or_else(|| Unnamed::Missing(name.into()))?;
-            let side = match transform {
-                "input_transform" => "ih",
-                "hidden_transform" => "hh",
-                _ => return Err(Unnamed::Missing(name.into())),
-            };
+            }
             let suffix = if *reverse { "_reverse" } else { "" };
-            let torch_name = format!("{param}_{side}_l{layer}{suffix}");
-            return Ok((join(torch, &torch_name), position));
+            return Ok(format!("{}_l{layer}{suffix}", join(torch, param)));
         }
         let layer = self
             .links
@@ -159,7 +129,7 @@ impl PytorchLayout {
             })
             .max_by_key(|(zoo, _, _)| zoo.len());
         match layer {
-            Some((_, torch, rest)) => Ok((join(torch, rest), 0)),
+            Some((_, torch, rest)) => Ok(join(torch, rest)),
             None => Err(Unnamed::Missing(name.into())),
         }
     }
@@ -213,26 +183,22 @@ mod tests {
     }
 
     #[test]
-    fn lstm_gates_stack_in_pytorch_order() {
-        let lstm = &["input_gate", "forget_gate", "cell_gate", "output_gate"];
-        let layout = PytorchLayout::default().cell("layers.0.reverse", "rnn", 0, true, lstm);
-        let gates = ["output_gate", "input_gate", "cell_gate", "forget_gate"];
-        let zoo: Vec<String> = gates
-            .iter()
-            .map(|g| format!("layers.0.reverse.{g}.hidden_transform.weight"))
-            .collect();
-        let links = layout.tensors(&zoo).unwrap();
-        assert_eq!(links.len(), 1);
-        assert_eq!(links[0].torch, "rnn.weight_hh_l0_reverse");
-        let order: Vec<&str> = links[0]
-            .zoo
-            .iter()
-            .map(|n| n.split('.').nth(3).unwrap())
-            .collect();
-        assert_eq!(
-            order,
-            ["input_gate", "forget_gate", "cell_gate", "output_gate"]
-        );
+    fn a_cell_direction_takes_pytorchs_layer_and_reverse_suffix() {
+        let layout = PytorchLayout::default()
+            .cell("layers.1.forward", "rnn", 1, false)
+            .cell("layers.1.reverse", "rnn", 1, true);
+        let links = layout
+            .tensors(&names(&[
+                "layers.1.forward.weight_ih",
+                "layers.1.reverse.bias_hh",
+            ]))
+            .unwrap();
+        let torch: Vec<_> = links.iter().map(|l| l.torch.as_str()).collect();
+        assert_eq!(torch, ["rnn.weight_ih_l1", "rnn.bias_hh_l1_reverse"]);
+        let err = layout
+            .tensors(&names(&["layers.1.forward.gate"]))
+            .unwrap_err();
+        assert!(err.to_string().contains("layers.1.forward.gate"), "{err}");
     }
 
     #[test]

@@ -2,19 +2,19 @@
 //! optionally bidirectional, with dropout between layers, read out by the last hidden state
 //! (both directions' final states when bidirectional) or the mean over time, into a linear
 //! head. Images are read as sequences of rows: 28 steps of 28 features for Fashion-MNIST.
-//! All cells are Burn's (`Lstm`, `Gru`, `Rnn` and their bidirectional forms). The kind is
-//! `recurrent`; `lstm`, its first name, is still read.
+//! The cells are PyTorch's: gates stacked in one `[gates * hidden, input]` weight per side,
+//! PyTorch's parameter names and initialization; the steps run in zoo's own kernels
+//! (`kernels::lstm`, `kernels::gru`). The kind is `recurrent`; `lstm`, its first name, is
+//! still read.
 
-use burn::nn::{
-    BiGru, BiGruConfig, BiLstm, BiLstmConfig, BiRnn, BiRnnConfig, Dropout, DropoutConfig, Gru,
-    GruConfig, Linear, Lstm, LstmConfig, LstmState, Rnn, RnnConfig, RnnState,
-};
+use burn::module::Param;
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::builder::{Init, NetBuilder};
-use super::pytorch_names::PytorchLayout;
 use super::family::{ImageClassifier, ImageFamily};
+use super::pytorch_names::PytorchLayout;
 use crate::input::ModelInput;
 use crate::invalid::{probability, Invalid};
 use crate::summary::LayerSummary;
@@ -29,16 +29,7 @@ pub enum Cell {
 }
 
 impl Cell {
-    /// Burn's gate modules in the order PyTorch stacks them (i, f, g, o; r, z, n).
-    pub fn pytorch_gate_order(self) -> &'static [&'static str] {
-        match self {
-            Cell::Lstm => &["input_gate", "forget_gate", "cell_gate", "output_gate"],
-            Cell::Gru => &["reset_gate", "update_gate", "new_gate"],
-            Cell::Rnn => &["gate"],
-        }
-    }
-
-    /// Gates per cell: each a linear map of the input and one of the hidden state.
+    /// Gates per cell, stacked in PyTorch's order: i, f, g, o; r, z, n; one for the RNN.
     fn gates(self) -> usize {
         match self {
             Cell::Lstm => 4,
@@ -106,15 +97,12 @@ impl ImageFamily for RecurrentConfig {
     /// The `Rows` module of the README: an `nn.LSTM`/`nn.GRU`/`nn.RNN` named `rnn` and a
     /// linear `head`.
     fn pytorch_layout(&self, _input: &ModelInput) -> PytorchLayout {
-        let gates = self.cell.pytorch_gate_order();
         let mut layout = PytorchLayout::default().layer("head", "head");
         for l in 0..self.layers {
-            layout = match self.bidirectional {
-                false => layout.cell(format!("layers.{l}"), "rnn", l, false, gates),
-                true => layout
-                    .cell(format!("layers.{l}.forward"), "rnn", l, false, gates)
-                    .cell(format!("layers.{l}.reverse"), "rnn", l, true, gates),
-            };
+            layout = layout.cell(format!("layers.{l}.forward"), "rnn", l, false);
+            if self.bidirectional {
+                layout = layout.cell(format!("layers.{l}.reverse"), "rnn", l, true);
+            }
         }
         layout
     }
@@ -166,7 +154,7 @@ pub fn recurrent_layers(
             let [steps, d_in] = b.shape()[..] else {
                 panic!("recurrent layers read [steps, features], got {:?}", b.shape())
             };
-            // Each gate has an input and a hidden-state linear map, each with a bias (as PyTorch).
+            // Each side's stacked weight has a bias (as PyTorch).
             let per_direction = cell.gates() * (d_in * hidden + hidden + hidden * hidden + hidden);
             b.row(LayerSummary {
                 name: format!("recurrent.{l}"),
@@ -177,72 +165,121 @@ pub fn recurrent_layers(
                 buffers: 0,
                 macs: steps * directions * cell.gates() * (d_in + hidden) * hidden,
             });
-            let (h, device) = (hidden, b.device());
-            match (cell, bidirectional) {
-                (Cell::Lstm, false) => RecurrentLayer::Lstm(LstmConfig::new(d_in, h, true).init(device)),
-                (Cell::Lstm, true) => RecurrentLayer::BiLstm(BiLstmConfig::new(d_in, h, true).init(device)),
-                (Cell::Gru, false) => RecurrentLayer::Gru(GruConfig::new(d_in, h, true).init(device)),
-                (Cell::Gru, true) => RecurrentLayer::BiGru(BiGruConfig::new(d_in, h, true).init(device)),
-                (Cell::Rnn, false) => RecurrentLayer::Rnn(RnnConfig::new(d_in, h, true).init(device)),
-                (Cell::Rnn, true) => RecurrentLayer::BiRnn(BiRnnConfig::new(d_in, h, true).init(device)),
+            let direction = || CellWeights::new(cell, d_in, hidden, b.device());
+            RecurrentLayer {
+                forward: direction(),
+                reverse: bidirectional.then(direction),
             }
         })
         .collect()
 }
 
-/// What a one-directional layer carries from one call to the next (for sampling).
-#[derive(Debug, Clone)]
-pub enum CellState {
-    Lstm(LstmState<2>),
-    /// GRU and plain RNN: the hidden state, `[batch, hidden]`.
-    Hidden(Tensor<2>),
+/// One direction of a recurrent layer, as PyTorch holds it: `weight_ih` `[gates * hidden,
+/// input]`, `weight_hh` `[gates * hidden, hidden]` and a bias for each.
+#[derive(Module, Debug)]
+pub struct CellWeights {
+    pub weight_ih: Param<Tensor<2>>,
+    pub weight_hh: Param<Tensor<2>>,
+    pub bias_ih: Param<Tensor<1>>,
+    pub bias_hh: Param<Tensor<1>>,
+    #[module(skip)]
+    pub cell: Cell,
 }
 
-impl CellState {
-    fn lstm(self) -> LstmState<2> {
-        match self {
-            CellState::Lstm(s) => s,
-            CellState::Hidden(_) => unreachable!("an LSTM layer only ever returns LSTM states"),
+impl CellWeights {
+    /// PyTorch's initialization: every tensor uniform in +-1/sqrt(hidden).
+    fn new(cell: Cell, input: usize, hidden: usize, device: &Device) -> Self {
+        let bound = 1.0 / (hidden as f64).sqrt();
+        let init = Initializer::Uniform {
+            min: -bound,
+            max: bound,
+        };
+        let rows = cell.gates() * hidden;
+        Self {
+            weight_ih: init.init([rows, input], device),
+            weight_hh: init.init([rows, hidden], device),
+            bias_ih: init.init([rows], device),
+            bias_hh: init.init([rows], device),
+            cell,
         }
     }
 
-    fn hidden(self) -> Tensor<2> {
-        match self {
-            CellState::Hidden(h) => h,
-            CellState::Lstm(_) => {
-                unreachable!("a GRU or RNN layer only ever returns hidden states")
+    /// Runs the steps from `state` (zeros when `None`); returns the hidden states and the final
+    /// state.
+    ///
+    /// # Shapes
+    /// - x: `[batch, steps, input]`; output: `[batch, steps, hidden]`
+    pub fn forward(&self, x: Tensor<3>, state: Option<CellState>) -> (Tensor<3>, CellState) {
+        let [batch, steps, input] = x.dims();
+        let [rows, hidden] = self.weight_hh.dims();
+        // Every step's input projection in one matmul.
+        let projected = x
+            .reshape([batch * steps, input])
+            .matmul(self.weight_ih.val().transpose())
+            .reshape([batch, steps, rows])
+            + self.bias_ih.val().reshape([1, 1, rows]);
+        let zeros = || Tensor::<2>::zeros([batch, hidden], &projected.device());
+        let last = |seq: Tensor<3>| seq.narrow(1, steps - 1, 1).reshape([batch, hidden]);
+        match self.cell {
+            Cell::Lstm => {
+                let (h0, c0) = match state {
+                    Some(CellState::Lstm { hidden, cell }) => (hidden, cell),
+                    _ => (zeros(), zeros()),
+                };
+                let projected = projected + self.bias_hh.val().reshape([1, 1, rows]);
+                let hc = kernels::lstm(projected, self.weight_hh.val(), h0, c0);
+                let (h, c) = (hc.clone().narrow(2, 0, hidden), hc.narrow(2, hidden, hidden));
+                let state = CellState::Lstm {
+                    hidden: last(h.clone()),
+                    cell: last(c),
+                };
+                (h, state)
+            }
+            Cell::Gru | Cell::Rnn => {
+                let h0 = match state {
+                    Some(CellState::Hidden(h)) => h,
+                    _ => zeros(),
+                };
+                let (w, bias) = (self.weight_hh.val(), self.bias_hh.val());
+                let h = match self.cell {
+                    Cell::Gru => kernels::gru(projected, w, bias, h0),
+                    _ => kernels::rnn(projected, w, bias, h0),
+                };
+                (h.clone(), CellState::Hidden(last(h)))
             }
         }
     }
 }
 
-/// One recurrent layer of any cell, one or two directions.
+/// What a one-directional layer carries from one call to the next (for sampling).
+#[derive(Debug, Clone)]
+pub enum CellState {
+    /// The LSTM's hidden and cell states, each `[batch, hidden]`.
+    Lstm { hidden: Tensor<2>, cell: Tensor<2> },
+    /// GRU and plain RNN: the hidden state, `[batch, hidden]`.
+    Hidden(Tensor<2>),
+}
+
+/// One recurrent layer: a forward direction and, when bidirectional, a reverse one that
+/// reads the sequence from its end.
 #[derive(Module, Debug)]
-pub enum RecurrentLayer {
-    Lstm(Lstm),
-    BiLstm(BiLstm),
-    Gru(Gru),
-    BiGru(BiGru),
-    Rnn(Rnn),
-    BiRnn(BiRnn),
+pub struct RecurrentLayer {
+    pub forward: CellWeights,
+    pub reverse: Option<CellWeights>,
 }
 
 impl RecurrentLayer {
     /// # Shapes
     /// - input: `[batch, steps, features]`; output: `[batch, steps, hidden * directions]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        match self {
-            RecurrentLayer::Lstm(m) => m.forward(x, None).0,
-            RecurrentLayer::BiLstm(m) => m.forward(x, None).0,
-            RecurrentLayer::Gru(m) => m.forward(x, None),
-            RecurrentLayer::BiGru(m) => m.forward(x, None).0,
-            RecurrentLayer::Rnn(m) => m.forward(x, None).0,
-            RecurrentLayer::BiRnn(m) => m.forward(x, None).0,
-        }
+        let Some(reverse) = &self.reverse else {
+            return self.forward.forward(x, None).0;
+        };
+        let ahead = self.forward.forward(x.clone(), None).0;
+        let back = reverse.forward(x.flip([1]), None).0.flip([1]);
+        Tensor::cat(vec![ahead, back], 2)
     }
-}
 
-impl RecurrentLayer {
     /// Runs a one-directional layer from `state` (zeros when `None`) and returns its final state.
     ///
     /// # Shapes
@@ -252,23 +289,11 @@ impl RecurrentLayer {
         x: Tensor<3>,
         state: Option<CellState>,
     ) -> (Tensor<3>, CellState) {
-        match self {
-            RecurrentLayer::Lstm(m) => {
-                let (out, state) = m.forward(x, state.map(CellState::lstm));
-                (out, CellState::Lstm(state))
-            }
-            RecurrentLayer::Gru(m) => {
-                let out = m.forward(x, state.map(CellState::hidden));
-                let [batch, steps, hidden] = out.dims();
-                let last = out.clone().narrow(1, steps - 1, 1).reshape([batch, hidden]);
-                (out, CellState::Hidden(last))
-            }
-            RecurrentLayer::Rnn(m) => {
-                let (out, state) = m.forward(x, state.map(|s| RnnState::new(s.hidden())));
-                (out, CellState::Hidden(state.hidden))
-            }
-            _ => panic!("a bidirectional layer needs the whole sequence; it cannot carry a state"),
-        }
+        assert!(
+            self.reverse.is_none(),
+            "a bidirectional layer needs the whole sequence; it cannot carry a state"
+        );
+        self.forward.forward(x, state)
     }
 }
 
@@ -330,6 +355,77 @@ mod tests {
     use super::*;
 
     use crate::models::testing::{built, fashion as rows_input, rows};
+    use burn::nn::{GateController, GruConfig, LstmConfig, RnnConfig};
+    use burn::tensor::Distribution;
+
+    /// Burn's gate `k` (of `hidden` units) holding the rows of our stacked weights that are it;
+    /// Burn's linear weights are `[in, out]`.
+    fn burn_gate(ours: &CellWeights, template: GateController, k: usize) -> GateController {
+        let hidden = ours.weight_hh.dims()[1];
+        // Copies, so that Burn's weights are leaves of their own.
+        let leaf = |t: Tensor<2>| Param::from_data(t.to_data(), &t.device());
+        let rows = |w: &Param<Tensor<2>>| leaf(w.val().narrow(0, k * hidden, hidden).transpose());
+        let part = |b: &Param<Tensor<1>>| {
+            let b = b.val().narrow(0, k * hidden, hidden);
+            Some(Param::from_data(b.to_data(), &b.device()))
+        };
+        let mut gate = template;
+        gate.input_transform.weight = rows(&ours.weight_ih);
+        gate.input_transform.bias = part(&ours.bias_ih);
+        gate.hidden_transform.weight = rows(&ours.weight_hh);
+        gate.hidden_transform.bias = part(&ours.bias_hh);
+        gate
+    }
+
+    /// Largest difference relative to the largest magnitude of `expected`.
+    fn gap<const D: usize>(ours: Tensor<D>, expected: Tensor<D>) -> f32 {
+        let scale = expected.clone().abs().max().into_scalar::<f32>();
+        (ours - expected).abs().max().into_scalar::<f32>() / scale
+    }
+
+    #[test]
+    fn our_cells_compute_burns_lstm_gru_and_rnn_forward_and_backward() {
+        #[allow(deprecated)]
+        let devices = [Device::flex(), Device::ndarray()];
+        for device in devices {
+            let ad = device.clone().autodiff();
+            for (cell, (batch, steps, input, hidden)) in
+                [(Cell::Lstm, (3, 7, 5, 9)), (Cell::Gru, (2, 5, 6, 11)), (Cell::Rnn, (4, 3, 2, 5))]
+            {
+                let ours = CellWeights::new(cell, input, hidden, &ad);
+                let x = Tensor::<3>::random([batch, steps, input], Distribution::Normal(0.0, 1.0), &ad)
+                    .require_grad();
+                let burn_out = match cell {
+                    Cell::Lstm => {
+                        let mut lstm = LstmConfig::new(input, hidden, true).init(&ad);
+                        lstm.input_gate = burn_gate(&ours, lstm.input_gate, 0);
+                        lstm.forget_gate = lstm.forget_gate.map(|g| burn_gate(&ours, g, 1));
+                        lstm.cell_gate = burn_gate(&ours, lstm.cell_gate, 2);
+                        lstm.output_gate = burn_gate(&ours, lstm.output_gate, 3);
+                        lstm.forward(x.clone(), None).0
+                    }
+                    Cell::Rnn => {
+                        let mut rnn = RnnConfig::new(input, hidden, true).init(&ad);
+                        rnn.gate = burn_gate(&ours, rnn.gate, 0);
+                        rnn.forward(x.clone(), None).0
+                    }
+                    Cell::Gru => {
+                        let mut gru = GruConfig::new(input, hidden, true).init(&ad);
+                        gru.reset_gate = burn_gate(&ours, gru.reset_gate, 0);
+                        gru.update_gate = burn_gate(&ours, gru.update_gate, 1);
+                        gru.new_gate = burn_gate(&ours, gru.new_gate, 2);
+                        gru.forward(x.clone(), None)
+                    }
+                };
+                let our_out = ours.forward(x.clone(), None).0;
+                assert!(gap(our_out.clone(), burn_out.clone()) < 1e-5, "{cell:?} on {device:?}");
+                let weights = Tensor::random(our_out.dims(), Distribution::Normal(0.0, 1.0), &ad);
+                let ours_dx = x.grad(&(our_out * weights.clone()).sum().backward()).unwrap();
+                let burns_dx = x.grad(&(burn_out * weights).sum().backward()).unwrap();
+                assert!(gap(ours_dx, burns_dx) < 1e-4, "{cell:?} gradient on {device:?}");
+            }
+        }
+    }
 
     #[test]
     fn lstm_128_has_pytorchs_count_plus_the_head() {

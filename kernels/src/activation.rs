@@ -1,0 +1,161 @@
+//! tanh and sigmoid as single ops on Flex: one vectorized pass (`math`) over the tensor,
+//! split among rayon's threads, and a backward from the saved output (1 - y^2, y (1 - y))
+//! instead of Burn's, which calls libm per element and recomputes the function backward.
+//! Other backends run Burn's own.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
+use burn::tensor::{activation, Tensor, TensorData};
+use rayon::prelude::*;
+
+use crate::math;
+use crate::recurrent::on_flex_f32;
+
+/// Elements per rayon task: below this a pass is not worth a thread hand-off.
+const CHUNK: usize = 1 << 14;
+
+#[backend_extension(Flex, Autodiff)]
+pub trait ActivationOps: Backend {
+    fn fast_tanh(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn fast_sigmoid(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// tanh, elementwise.
+///
+/// # Shapes
+/// - x: any; output: the same
+pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !on_flex_f32(&x) {
+        return activation::tanh(x);
+    }
+    Tensor::from_dispatch(<Dispatch as ActivationOps>::fast_tanh(x.into_dispatch()))
+}
+
+/// The logistic sigmoid, elementwise.
+///
+/// # Shapes
+/// - x: any; output: the same
+pub fn sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !on_flex_f32(&x) {
+        return activation::sigmoid(x);
+    }
+    Tensor::from_dispatch(<Dispatch as ActivationOps>::fast_sigmoid(x.into_dispatch()))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Tanh,
+    Sigmoid,
+}
+
+/// `f` over every element of `x`, in parallel chunks.
+fn map(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
+    let x = match x.as_slice::<f32>() {
+        Some(_) => x.clone(),
+        None => x.to_contiguous(),
+    };
+    let input = x.as_slice::<f32>().expect("contiguous f32");
+    let mut out = vec![0.0f32; input.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(input.par_chunks(CHUNK))
+        .for_each(|(out, input)| {
+            for (o, &v) in out.iter_mut().zip(input) {
+                *o = f(v);
+            }
+        });
+    FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
+}
+
+fn forward(kind: Kind, x: &FlexTensor) -> FlexTensor {
+    match kind {
+        Kind::Tanh => map(x, math::tanh),
+        Kind::Sigmoid => map(x, math::sigmoid),
+    }
+}
+
+/// The input's gradient from the output `y` and the output's gradient, in one pass.
+fn backward(kind: Kind, y: &FlexTensor, grad: FlexTensor) -> FlexTensor {
+    let grad = match grad.as_slice::<f32>() {
+        Some(_) => grad,
+        None => grad.to_contiguous(),
+    };
+    let (y_values, g) = (
+        y.as_slice::<f32>().expect("contiguous"),
+        grad.as_slice::<f32>().expect("contiguous"),
+    );
+    let mut out = vec![0.0f32; g.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(y_values.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+        .for_each(|(out, (y, g))| match kind {
+            Kind::Tanh => {
+                for ((o, y), g) in out.iter_mut().zip(y).zip(g) {
+                    *o = g * (1.0 - y * y);
+                }
+            }
+            Kind::Sigmoid => {
+                for ((o, y), g) in out.iter_mut().zip(y).zip(g) {
+                    *o = g * y * (1.0 - y);
+                }
+            }
+        });
+    FlexTensor::from_data(TensorData::new(out, y.layout().shape().clone()))
+}
+
+impl ActivationOps for Flex {
+    fn fast_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        forward(Kind::Tanh, &x)
+    }
+
+    fn fast_sigmoid(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        forward(Kind::Sigmoid, &x)
+    }
+}
+
+#[derive(Debug)]
+struct FromOutput(Kind);
+
+impl Backward<Flex, 1> for FromOutput {
+    /// The op's output.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let [Some(parent)] = &ops.parents {
+            grads.register::<Flex>(parent.id, backward(self.0, &ops.state, grad));
+        }
+    }
+}
+
+fn autodiff_op<C: CheckpointStrategy>(
+    kind: Kind,
+    x: FloatTensor<Autodiff<Flex, C>>,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let nodes = [x.node()];
+    let x = x.into_primitive();
+    match FromOutput(kind)
+        .prepare::<C>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let y = forward(kind, &x);
+            prep.finish(y.clone(), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(kind, &x)),
+    }
+}
+
+impl<C: CheckpointStrategy> ActivationOps for Autodiff<Flex, C> {
+    fn fast_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        autodiff_op::<C>(Kind::Tanh, x)
+    }
+
+    fn fast_sigmoid(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        autodiff_op::<C>(Kind::Sigmoid, x)
+    }
+}

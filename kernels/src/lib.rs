@@ -1,0 +1,15 @@
+//! zoo's own kernels, where Burn 0.22's CPU ops are the bottleneck (issue 13): the LSTM and
+//! GRU recurrences as single ops with hand-written backward passes on Flex, and vectorized
+//! exp / sigmoid / tanh. Each has a Burn-ops reference beside it that the tests compare with,
+//! and which other backends run, so that each can go upstream to Burn later.
+
+pub mod activation;
+mod flex_recurrent;
+pub mod math;
+pub mod recurrent;
+
+pub use activation::{sigmoid, tanh};
+pub use recurrent::{gru, lstm, rnn};
+
+#[cfg(test)]
+mod tests;

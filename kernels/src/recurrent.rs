@@ -1,0 +1,172 @@
+//! The recurrence of an LSTM, GRU or tanh RNN layer with PyTorch's stacked gates: the input
+//! projection of every step is one matmul by the caller; these run the steps. On Flex (the
+//! CPU backend) the LSTM and GRU run as one op each, forward and backward written by hand
+//! (`flex_recurrent`); elsewhere, and for the RNN (whose tanh is ours), as Burn tensor ops,
+//! which autodiff differentiates itself. Both compute the same function; the tests compare them.
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Backend, DType, Dispatch, DispatchDevice};
+use burn::tensor::activation::{sigmoid, tanh};
+use burn::tensor::Tensor;
+
+/// The recurrent ops that Flex runs as single ops, through Burn's backend extension: the
+/// trait dispatches on the tensors' backend and routes autodiff to our backward.
+#[backend_extension(Flex, Autodiff)]
+pub trait RecurrentOps: Backend {
+    /// LSTM steps. `projected`: `[batch, steps, 4 hidden]`, the input projection plus both
+    /// biases, gates in PyTorch's order (i, f, g, o); `weight_hh_t`: `[hidden, 4 hidden]`;
+    /// `h0`, `c0`: `[batch, hidden]`. Returns `[batch, steps, 2 hidden]`: h_t then c_t.
+    fn lstm_steps(
+        projected: FloatTensor<Self>,
+        weight_hh_t: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// GRU steps. `projected`: `[batch, steps, 3 hidden]`, the input projection plus its bias,
+    /// gates in PyTorch's order (r, z, n); `weight_hh_t`: `[hidden, 3 hidden]`; `bias_hh`:
+    /// `[3 hidden]` (inside the reset gate's product, as PyTorch); `h0`: `[batch, hidden]`.
+    /// Returns h_t: `[batch, steps, hidden]`.
+    fn gru_steps(
+        projected: FloatTensor<Self>,
+        weight_hh_t: FloatTensor<Self>,
+        bias_hh: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether `tensor` lives on Flex (with or without autodiff) in f32, where our ops run.
+pub(crate) fn on_flex_f32<const D: usize>(tensor: &Tensor<D>) -> bool {
+    let on_flex = matches!(
+        tensor.device().as_dispatch().clone().inner(),
+        DispatchDevice::Flex(_)
+    );
+    on_flex && tensor.dtype() == DType::F32
+}
+
+/// LSTM steps from `(h0, c0)`; see [`RecurrentOps::lstm_steps`].
+///
+/// # Shapes
+/// - projected: `[batch, steps, 4 hidden]`; weight_hh: `[4 hidden, hidden]` (PyTorch's)
+/// - h0, c0: `[batch, hidden]`; output: `[batch, steps, 2 hidden]` (h_t, then c_t)
+pub fn lstm(projected: Tensor<3>, weight_hh: Tensor<2>, h0: Tensor<2>, c0: Tensor<2>) -> Tensor<3> {
+    let weight_hh_t = weight_hh.transpose();
+    if !on_flex_f32(&projected) {
+        return lstm_composed(projected, weight_hh_t, h0, c0);
+    }
+    Tensor::from_dispatch(<Dispatch as RecurrentOps>::lstm_steps(
+        projected.into_dispatch(),
+        weight_hh_t.into_dispatch(),
+        h0.into_dispatch(),
+        c0.into_dispatch(),
+    ))
+}
+
+/// GRU steps from `h0`; see [`RecurrentOps::gru_steps`].
+///
+/// # Shapes
+/// - projected: `[batch, steps, 3 hidden]`; weight_hh: `[3 hidden, hidden]`; bias_hh: `[3 hidden]`
+/// - h0: `[batch, hidden]`; output: `[batch, steps, hidden]`
+pub fn gru(
+    projected: Tensor<3>,
+    weight_hh: Tensor<2>,
+    bias_hh: Tensor<1>,
+    h0: Tensor<2>,
+) -> Tensor<3> {
+    let weight_hh_t = weight_hh.transpose();
+    if !on_flex_f32(&projected) {
+        return gru_composed(projected, weight_hh_t, bias_hh, h0);
+    }
+    Tensor::from_dispatch(<Dispatch as RecurrentOps>::gru_steps(
+        projected.into_dispatch(),
+        weight_hh_t.into_dispatch(),
+        bias_hh.into_dispatch(),
+        h0.into_dispatch(),
+    ))
+}
+
+/// Plain RNN steps, h_t = tanh(projected_t + h_{t-1} W_hh^T + b_hh), as Burn tensor ops.
+///
+/// # Shapes
+/// - projected: `[batch, steps, hidden]`; weight_hh: `[hidden, hidden]`; bias_hh: `[hidden]`
+/// - h0: `[batch, hidden]`; output: `[batch, steps, hidden]`
+pub fn rnn(
+    projected: Tensor<3>,
+    weight_hh: Tensor<2>,
+    bias_hh: Tensor<1>,
+    h0: Tensor<2>,
+) -> Tensor<3> {
+    let [batch, steps, hidden] = projected.dims();
+    let (weight_hh_t, bias_hh) = (weight_hh.transpose(), bias_hh.unsqueeze::<2>());
+    let mut h = h0;
+    let mut outputs = Vec::with_capacity(steps);
+    for t in 0..steps {
+        let x_t = projected.clone().narrow(1, t, 1).reshape([batch, hidden]);
+        h = crate::activation::tanh(x_t + h.matmul(weight_hh_t.clone()) + bias_hh.clone());
+        outputs.push(h.clone());
+    }
+    Tensor::stack(outputs, 1)
+}
+
+/// The LSTM steps as Burn tensor ops: the reference for the Flex op, and the path of the
+/// other backends.
+///
+/// # Shapes
+/// - projected: `[batch, steps, 4 hidden]`; weight_hh_t: `[hidden, 4 hidden]`
+/// - h0, c0: `[batch, hidden]`; output: `[batch, steps, 2 hidden]`
+pub fn lstm_composed(
+    projected: Tensor<3>,
+    weight_hh_t: Tensor<2>,
+    h0: Tensor<2>,
+    c0: Tensor<2>,
+) -> Tensor<3> {
+    let [batch, steps, gates] = projected.dims();
+    let hidden = gates / 4;
+    let (mut h, mut c) = (h0, c0);
+    let (mut hs, mut cs) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
+    for t in 0..steps {
+        let pre = projected.clone().narrow(1, t, 1).reshape([batch, gates])
+            + h.matmul(weight_hh_t.clone());
+        let gate = |k: usize| pre.clone().narrow(1, k * hidden, hidden);
+        let (i, f, g, o) = (
+            sigmoid(gate(0)),
+            sigmoid(gate(1)),
+            tanh(gate(2)),
+            sigmoid(gate(3)),
+        );
+        c = f * c + i * g;
+        h = o * tanh(c.clone());
+        hs.push(h.clone());
+        cs.push(c.clone());
+    }
+    Tensor::cat(vec![Tensor::stack(hs, 1), Tensor::stack(cs, 1)], 2)
+}
+
+/// The GRU steps as Burn tensor ops (see [`lstm_composed`]).
+///
+/// # Shapes
+/// - projected: `[batch, steps, 3 hidden]`; weight_hh_t: `[hidden, 3 hidden]`; bias_hh: `[3 hidden]`
+/// - h0: `[batch, hidden]`; output: `[batch, steps, hidden]`
+pub fn gru_composed(
+    projected: Tensor<3>,
+    weight_hh_t: Tensor<2>,
+    bias_hh: Tensor<1>,
+    h0: Tensor<2>,
+) -> Tensor<3> {
+    let [batch, steps, gates] = projected.dims();
+    let hidden = gates / 3;
+    let bias_hh = bias_hh.unsqueeze::<2>();
+    let mut h = h0;
+    let mut hs = Vec::with_capacity(steps);
+    for t in 0..steps {
+        let x = projected.clone().narrow(1, t, 1).reshape([batch, gates]);
+        let hg = h.clone().matmul(weight_hh_t.clone()) + bias_hh.clone();
+        let part = |m: &Tensor<2>, k: usize| m.clone().narrow(1, k * hidden, hidden);
+        let r = sigmoid(part(&x, 0) + part(&hg, 0));
+        let z = sigmoid(part(&x, 1) + part(&hg, 1));
+        let n = tanh(part(&x, 2) + r * part(&hg, 2));
+        h = n.clone() + z * (h - n);
+        hs.push(h.clone());
+    }
+    Tensor::stack(hs, 1)
+}
