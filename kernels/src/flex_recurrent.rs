@@ -73,20 +73,53 @@ fn weight_grad<'a>(
     Flex::float_matmul(previous_t, d_gates.reshape([rows, gates].into()))
 }
 
-/// Batch rows never meet in a recurrence: each of rayon's threads runs every step for its own
-/// blocks of rows (their small matmuls included), with no hand-off per step. Blocks of at most
-/// 64 rows keep a block's states in cache and its matmuls below gemm's own threading.
-fn rows_per_block(batch: usize) -> usize {
-    batch.div_ceil(rayon::current_num_threads()).clamp(1, 64)
+/// Rows `first..first + n` of a batch.
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    first: usize,
+    n: usize,
 }
 
-/// `buffer` cut into `blocks` blocks of `block_len` (the last may be shorter); an empty buffer
-/// (a result not asked for) gives empty blocks.
-fn blocks_of(buffer: &mut [f32], block_len: usize, blocks: usize) -> Vec<&mut [f32]> {
-    if buffer.is_empty() {
-        return (0..blocks).map(|_| &mut [][..]).collect();
+impl Rows {
+    /// These rows of a batch-major buffer of `per_row` values a row.
+    fn of(self, values: &[f32], per_row: usize) -> &[f32] {
+        &values[self.first * per_row..][..self.n * per_row]
     }
-    buffer.chunks_mut(block_len).collect()
+}
+
+/// Runs `f` on blocks of the batch's rows in parallel, with each of `buffers` (batch-major,
+/// `per_row` values a row; an empty one stays empty) cut to the block's rows. Batch rows never
+/// meet in a recurrence: each of rayon's threads runs every step for its own blocks (their small
+/// matmuls included), with no hand-off per step. Blocks of at most 64 rows keep a block's
+/// states in cache and its matmuls below gemm's own threading.
+fn in_row_blocks<const N: usize>(
+    batch: usize,
+    buffers: [(&mut [f32], usize); N],
+    f: impl Fn(Rows, [&mut [f32]; N]) + Sync,
+) {
+    let rows = batch.div_ceil(rayon::current_num_threads()).clamp(1, 64);
+    let blocks = batch.div_ceil(rows);
+    let mut parts = buffers.map(|(buffer, per_row)| {
+        match buffer.is_empty() {
+            true => Vec::new(),
+            false => buffer.chunks_mut(rows * per_row).collect(),
+        }
+        .into_iter()
+    });
+    let work: Vec<_> = (0..blocks)
+        .map(|k| {
+            let block = Rows {
+                first: k * rows,
+                n: rows.min(batch - k * rows),
+            };
+            (
+                block,
+                parts.each_mut().map(|p| p.next().unwrap_or_default()),
+            )
+        })
+        .collect();
+    work.into_par_iter()
+        .for_each(|(block, parts)| f(block, parts));
 }
 
 /// The LSTM forward: `[batch, steps, 2 hidden]` (h_t, c_t) and, when `keep_gates`, the
@@ -102,18 +135,13 @@ fn lstm_forward(
     let (projected, hidden) = (values(projected), width / 4);
     let mut out = vec![0.0; batch * steps * 2 * hidden];
     let mut kept = vec![0.0; if keep_gates { projected.len() } else { 0 }];
-    let rows = rows_per_block(batch);
-    let blocks = batch.div_ceil(rows);
-    let outs = blocks_of(&mut out, rows * steps * 2 * hidden, blocks);
-    let keeps = blocks_of(&mut kept, rows * steps * width, blocks);
-    let work: Vec<_> = outs.into_iter().zip(keeps).enumerate().collect();
-    work.into_par_iter().for_each(|(k, (out, kept))| {
-        let (first, n) = (k * rows, out.len() / (steps * 2 * hidden));
-        let projected = &projected[first * steps * width..][..n * steps * width];
-        let (h0, c0) = (
-            &h0[first * hidden..][..n * hidden],
-            &c0[first * hidden..][..n * hidden],
-        );
+    let buffers = [
+        (&mut out[..], steps * 2 * hidden),
+        (&mut kept[..], steps * width),
+    ];
+    in_row_blocks(batch, buffers, |rows, [out, kept]| {
+        let projected = rows.of(projected, steps * width);
+        let (h0, c0) = (rows.of(h0, hidden), rows.of(c0, hidden));
         lstm_forward_block(projected, weight_t, h0, c0, out, kept);
     });
     let out = tensor(out, &[batch, steps, 2 * hidden]);
@@ -191,20 +219,17 @@ fn lstm_backward(saved: &Saved, grad: FlexTensor) -> [FlexTensor; 4] {
     let (grad, h0, c0) = (values(&grad), values(h0), values(c0));
     let mut d_gates = vec![0.0; batch * steps * width];
     let (mut dh0, mut dc0) = (vec![0.0; batch * hidden], vec![0.0; batch * hidden]);
-    let rows = rows_per_block(batch);
-    let blocks = batch.div_ceil(rows);
-    let work: Vec<_> = blocks_of(&mut d_gates, rows * steps * width, blocks)
-        .into_iter()
-        .zip(blocks_of(&mut dh0, rows * hidden, blocks))
-        .zip(blocks_of(&mut dc0, rows * hidden, blocks))
-        .enumerate()
-        .collect();
-    work.into_par_iter().for_each(|(k, ((d_gates, dh), dc))| {
-        let (first, n) = (k * rows, dh.len() / hidden);
-        let grad = &grad[first * steps * 2 * hidden..][..n * steps * 2 * hidden];
-        let out = &out[first * steps * 2 * hidden..][..n * steps * 2 * hidden];
-        let gates = &gates[first * steps * width..][..n * steps * width];
-        let c0 = &c0[first * hidden..][..n * hidden];
+    let buffers = [
+        (&mut d_gates[..], steps * width),
+        (&mut dh0[..], hidden),
+        (&mut dc0[..], hidden),
+    ];
+    in_row_blocks(batch, buffers, |rows, [d_gates, dh, dc]| {
+        let (grad, out) = (
+            rows.of(grad, steps * 2 * hidden),
+            rows.of(out, steps * 2 * hidden),
+        );
+        let (gates, c0) = (rows.of(gates, steps * width), rows.of(c0, hidden));
         lstm_backward_block(grad, out, gates, c0, &saved.weight_t, d_gates, dh, dc);
     });
     let d_gates = tensor(d_gates, &[batch, steps, width]);
@@ -289,15 +314,12 @@ fn gru_forward(
     let (projected, hidden) = (values(projected), width / 3);
     let mut out = vec![0.0; batch * steps * hidden];
     let mut kept = vec![0.0; if keep { batch * steps * 4 * hidden } else { 0 }];
-    let rows = rows_per_block(batch);
-    let blocks = batch.div_ceil(rows);
-    let outs = blocks_of(&mut out, rows * steps * hidden, blocks);
-    let keeps = blocks_of(&mut kept, rows * steps * 4 * hidden, blocks);
-    let work: Vec<_> = outs.into_iter().zip(keeps).enumerate().collect();
-    work.into_par_iter().for_each(|(k, (out, kept))| {
-        let (first, n) = (k * rows, out.len() / (steps * hidden));
-        let projected = &projected[first * steps * width..][..n * steps * width];
-        let h0 = &h0[first * hidden..][..n * hidden];
+    let buffers = [
+        (&mut out[..], steps * hidden),
+        (&mut kept[..], steps * 4 * hidden),
+    ];
+    in_row_blocks(batch, buffers, |rows, [out, kept]| {
+        let (projected, h0) = (rows.of(projected, steps * width), rows.of(h0, hidden));
         gru_forward_block(projected, weight_t, bias, h0, out, kept);
     });
     let out = tensor(out, &[batch, steps, hidden]);
@@ -360,24 +382,17 @@ fn gru_backward(saved: &Saved, grad: FlexTensor) -> [FlexTensor; 4] {
     let mut d_projected = vec![0.0; batch * steps * width];
     let mut d_hidden_part = vec![0.0; batch * steps * width];
     let mut dh0 = vec![0.0; batch * hidden];
-    let rows = rows_per_block(batch);
-    let blocks = batch.div_ceil(rows);
-    let work: Vec<_> = blocks_of(&mut d_projected, rows * steps * width, blocks)
-        .into_iter()
-        .zip(blocks_of(&mut d_hidden_part, rows * steps * width, blocks))
-        .zip(blocks_of(&mut dh0, rows * hidden, blocks))
-        .enumerate()
-        .collect();
-    work.into_par_iter()
-        .for_each(|(k, ((d_projected, d_hidden_part), dh))| {
-            let (first, n) = (k * rows, dh.len() / hidden);
-            let grad = &grad[first * steps * hidden..][..n * steps * hidden];
-            let out = &out[first * steps * hidden..][..n * steps * hidden];
-            let gates = &gates[first * steps * 4 * hidden..][..n * steps * 4 * hidden];
-            let h0 = &h0[first * hidden..][..n * hidden];
-            let d = (d_projected, d_hidden_part, dh);
-            gru_backward_block(grad, out, gates, h0, &saved.weight_t, d);
-        });
+    let buffers = [
+        (&mut d_projected[..], steps * width),
+        (&mut d_hidden_part[..], steps * width),
+        (&mut dh0[..], hidden),
+    ];
+    in_row_blocks(batch, buffers, |rows, [d_projected, d_hidden_part, dh]| {
+        let (grad, out) = (rows.of(grad, steps * hidden), rows.of(out, steps * hidden));
+        let (gates, h0) = (rows.of(gates, steps * 4 * hidden), rows.of(h0, hidden));
+        let d = (d_projected, d_hidden_part, dh);
+        gru_backward_block(grad, out, gates, h0, &saved.weight_t, d);
+    });
     let mut d_bias = vec![0.0; width];
     for row in d_hidden_part.chunks_exact(width) {
         for (sum, d) in d_bias.iter_mut().zip(row) {
