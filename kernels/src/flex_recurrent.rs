@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use crate::math::{sigmoid_in_place, tanh_in_place};
 use crate::recurrent::RecurrentOps;
 
-/// A contiguous f32 copy-free view of `tensor` (copied only when it is a strided view).
+/// `tensor` itself when contiguous, else a contiguous copy of it (of a strided view).
 fn contiguous(tensor: FlexTensor) -> FlexTensor {
     match tensor.as_slice::<f32>() {
         Some(_) => tensor,
@@ -28,6 +28,7 @@ fn contiguous(tensor: FlexTensor) -> FlexTensor {
     }
 }
 
+/// The f32 values of a contiguous tensor (`recurrent::lstm`/`gru` route only f32 here).
 fn values(tensor: &FlexTensor) -> &[f32] {
     tensor
         .as_slice::<f32>()
