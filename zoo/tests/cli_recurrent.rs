@@ -7,7 +7,7 @@ use common::*;
 #[test]
 fn recurrent_classifiers_train_on_image_rows() {
     let sb = Sandbox::with_data(600, 200);
-    // The plain RNN learns more slowly from PyTorch's initialization: 8 epochs, not 4.
+    // The plain tanh RNN learns more slowly from these 600 images: 8 epochs, not 4.
     for (cell, epochs) in [("lstm", "4"), ("gru", "4"), ("rnn", "8")] {
         let config = sb.config(
             &format!("{cell}.toml"),
