@@ -10,11 +10,11 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
-use burn::tensor::{activation, Tensor, TensorData};
+use burn::tensor::{activation, Tensor};
 use rayon::prelude::*;
 
+use crate::flex::{contiguous, on_flex_f32, tensor, values};
 use crate::math;
-use crate::recurrent::on_flex_f32;
 
 /// Elements per rayon task: below this a pass is not worth a thread hand-off.
 const CHUNK: usize = 1 << 14;
@@ -53,41 +53,31 @@ enum Kind {
     Sigmoid,
 }
 
-/// `f` over every element of `x`, in parallel chunks.
-fn map(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
-    let x = match x.as_slice::<f32>() {
-        Some(_) => x.clone(),
-        None => x.to_contiguous(),
-    };
-    let input = x.as_slice::<f32>().expect("contiguous f32");
+/// `in_place` over every element of a copy of `x`, in parallel chunks.
+fn map(x: FlexTensor, in_place: fn(&mut [f32])) -> FlexTensor {
+    let x = contiguous(x);
+    let input = values(&x);
     let mut out = vec![0.0f32; input.len()];
     out.par_chunks_mut(CHUNK)
         .zip(input.par_chunks(CHUNK))
         .for_each(|(out, input)| {
-            for (o, &v) in out.iter_mut().zip(input) {
-                *o = f(v);
-            }
+            out.copy_from_slice(input);
+            in_place(out);
         });
-    FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
+    tensor(out, x.layout().shape())
 }
 
-fn forward(kind: Kind, x: &FlexTensor) -> FlexTensor {
+fn forward(kind: Kind, x: FlexTensor) -> FlexTensor {
     match kind {
-        Kind::Tanh => map(x, math::tanh),
-        Kind::Sigmoid => map(x, math::sigmoid),
+        Kind::Tanh => map(x, math::tanh_in_place),
+        Kind::Sigmoid => map(x, math::sigmoid_in_place),
     }
 }
 
 /// The input's gradient from the output `y` and the output's gradient, in one pass.
 fn backward(kind: Kind, y: &FlexTensor, grad: FlexTensor) -> FlexTensor {
-    let grad = match grad.as_slice::<f32>() {
-        Some(_) => grad,
-        None => grad.to_contiguous(),
-    };
-    let (y_values, g) = (
-        y.as_slice::<f32>().expect("contiguous"),
-        grad.as_slice::<f32>().expect("contiguous"),
-    );
+    let grad = contiguous(grad);
+    let (y_values, g) = (values(y), values(&grad));
     let mut out = vec![0.0f32; g.len()];
     out.par_chunks_mut(CHUNK)
         .zip(y_values.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
@@ -103,16 +93,16 @@ fn backward(kind: Kind, y: &FlexTensor, grad: FlexTensor) -> FlexTensor {
                 }
             }
         });
-    FlexTensor::from_data(TensorData::new(out, y.layout().shape().clone()))
+    tensor(out, y.layout().shape())
 }
 
 impl ActivationOps for Flex {
     fn fast_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        forward(Kind::Tanh, &x)
+        forward(Kind::Tanh, x)
     }
 
     fn fast_sigmoid(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        forward(Kind::Sigmoid, &x)
+        forward(Kind::Sigmoid, x)
     }
 }
 
@@ -143,10 +133,10 @@ fn autodiff_op<C: CheckpointStrategy>(
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let y = forward(kind, &x);
+            let y = forward(kind, x);
             prep.finish(y.clone(), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(kind, &x)),
+        OpsKind::UnTracked(prep) => prep.finish(forward(kind, x)),
     }
 }
 

@@ -13,31 +13,11 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::TensorData;
-
 use rayon::prelude::*;
 
+use crate::flex::{contiguous, tensor, values};
 use crate::math::{sigmoid_in_place, tanh_in_place};
 use crate::recurrent::RecurrentOps;
-
-/// `tensor` itself when contiguous, else a contiguous copy of it (of a strided view).
-fn contiguous(tensor: FlexTensor) -> FlexTensor {
-    match tensor.as_slice::<f32>() {
-        Some(_) => tensor,
-        None => tensor.to_contiguous(),
-    }
-}
-
-/// The f32 values of a contiguous tensor (`recurrent::lstm`/`gru` route only f32 here).
-fn values(tensor: &FlexTensor) -> &[f32] {
-    tensor
-        .as_slice::<f32>()
-        .expect("recurrent ops run on contiguous f32 tensors")
-}
-
-fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
-}
 
 /// `[batch, steps, width]` of a tensor of that rank.
 fn dims3(tensor: &FlexTensor) -> [usize; 3] {
@@ -45,12 +25,9 @@ fn dims3(tensor: &FlexTensor) -> [usize; 3] {
     [shape[0], shape[1], shape[2]]
 }
 
-/// `rows @ weight_t`: `rows` is `[rows.len() / k, k]`.
-fn times(rows: &[f32], k: usize, weight_t: &FlexTensor) -> FlexTensor {
-    Flex::float_matmul(
-        tensor(rows.to_vec(), &[rows.len() / k, k]),
-        weight_t.clone(),
-    )
+/// `rows @ weight`: `rows` is `[rows.len() / k, k]`.
+fn times(rows: &[f32], k: usize, weight: &FlexTensor) -> FlexTensor {
+    Flex::float_matmul(tensor(rows.to_vec(), &[rows.len() / k, k]), weight.clone())
 }
 
 /// The weight's gradient over all steps at once: `previous^T @ d_gates`, `[hidden, gates]`,
@@ -265,6 +242,7 @@ fn lstm_backward_block(
     let (width, batch) = (4 * hidden, c0.len() / hidden);
     let steps = gates.len() / (batch * width);
     let (mut d_step, mut tanh_c) = (vec![0.0; batch * width], vec![0.0; hidden]);
+    let weight = weight_t.clone().transpose(0, 1);
     for t in (0..steps).rev() {
         for b in 0..batch {
             let row = b * steps + t;
@@ -297,7 +275,7 @@ fn lstm_backward_block(
             d_gates[row * width..][..width].copy_from_slice(d);
         }
         // h_{t-1} reaches the loss only through step t's gates.
-        let dh = times(&d_step, width, &weight_t.clone().transpose(0, 1));
+        let dh = times(&d_step, width, &weight);
         dh_next.copy_from_slice(values(&dh));
     }
 }
@@ -429,6 +407,7 @@ fn gru_backward_block(
     let (width, batch) = (3 * hidden, h0.len() / hidden);
     let steps = out.len() / (batch * hidden);
     let mut d_step = vec![0.0; batch * width];
+    let weight = weight_t.clone().transpose(0, 1);
     for t in (0..steps).rev() {
         for b in 0..batch {
             let row = b * steps + t;
@@ -459,7 +438,7 @@ fn gru_backward_block(
             }
             d_hidden_part[row * width..][..width].copy_from_slice(dhw);
         }
-        let dh = times(&d_step, width, &weight_t.clone().transpose(0, 1));
+        let dh = times(&d_step, width, &weight);
         for (next, through_weight) in dh_next.iter_mut().zip(values(&dh)) {
             *next += through_weight;
         }

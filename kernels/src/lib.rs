@@ -4,6 +4,7 @@
 //! and which other backends run, so that each can go upstream to Burn later.
 
 pub mod activation;
+mod flex;
 mod flex_recurrent;
 pub mod math;
 pub mod recurrent;

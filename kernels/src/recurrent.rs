@@ -5,9 +5,11 @@
 //! which autodiff differentiates itself. Both compute the same function; the tests compare them.
 
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Backend, DType, Dispatch, DispatchDevice};
+use burn::backend::{backend_extension, Backend, Dispatch};
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::Tensor;
+
+use crate::flex::on_flex_f32;
 
 /// The recurrent ops that Flex runs as single ops, through Burn's backend extension: the
 /// trait dispatches on the tensors' backend and routes autodiff to our backward.
@@ -33,15 +35,6 @@ pub trait RecurrentOps: Backend {
         bias_hh: FloatTensor<Self>,
         h0: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
-}
-
-/// Whether `tensor` lives on Flex (with or without autodiff) in f32, where our ops run.
-pub(crate) fn on_flex_f32<const D: usize>(tensor: &Tensor<D>) -> bool {
-    let on_flex = matches!(
-        tensor.device().as_dispatch().clone().inner(),
-        DispatchDevice::Flex(_)
-    );
-    on_flex && tensor.dtype() == DType::F32
 }
 
 /// LSTM steps from `(h0, c0)`; see [`RecurrentOps::lstm_steps`].
