@@ -456,6 +456,27 @@ impl DataLoader<ImageBatch> for FolderLoader {
     }
 }
 
+/// The next message, or `None` once the sender is gone. The decoding runs on rayon's pool;
+/// so may the caller (zoo's trainer does), and a thread of the pool blocked here would idle a
+/// thread the decoding needs (with one thread, forever): it runs the pool's pending work while
+/// it waits.
+fn receive<T>(receiver: &mpsc::Receiver<T>) -> Option<T> {
+    if rayon::current_thread_index().is_none() {
+        return receiver.recv().ok();
+    }
+    loop {
+        match receiver.try_recv() {
+            Ok(message) => return Some(message),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) => {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+            }
+        }
+    }
+}
+
 struct FolderIterator<'a> {
     receiver: mpsc::Receiver<Decoded>,
     batcher: &'a ImageBatcher,
@@ -468,7 +489,7 @@ impl Iterator for FolderIterator<'_> {
     type Item = Result<ImageBatch, DatasetError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let decoded = self.receiver.recv().ok()?;
+        let decoded = receive(&self.receiver)?;
         Some(decoded.map(|(floats, targets)| {
             let n = targets.len();
             self.done += n;

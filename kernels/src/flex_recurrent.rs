@@ -1,9 +1,12 @@
-//! The LSTM and GRU steps on Flex as single ops. Per step: one matmul of the hidden state by
-//! the stacked `[hidden, gates]` weight, then one pass per batch row that adds the projected
-//! input, applies the gate activations (vectorized, `math`) and updates the state. Training
-//! keeps the gate activations; the backward runs the steps in reverse from them, with one
-//! matmul per step for the hidden state's gradient and one matmul over all steps for the
-//! weight's, instead of the ~30 autodiff nodes per step of Burn's cells.
+//! The LSTM and GRU layers on Flex as single ops. Batch rows run in blocks, each block on one
+//! of rayon's threads; per step and block, two small matmuls into one cache-resident buffer
+//! (the step's input by the stacked `[gates, input]` weight on top of the bias, then the
+//! hidden state by the `[gates, hidden]` weight), then one pass that applies the gate
+//! activations (vectorized, `math`) and updates the state. No `[batch, steps, gates]`
+//! projection is ever written out but, in training, the kept gate activations. The backward
+//! runs the steps in reverse from them, one matmul per step for the hidden state's gradient,
+//! then whole-sequence matmuls for the input's and the weights' gradients, instead of the ~30
+//! autodiff nodes per step of Burn's cells.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -17,38 +20,97 @@ use rayon::prelude::*;
 
 use crate::flex::{contiguous, tensor, values};
 use crate::math::{sigmoid_in_place, tanh_in_place};
+use crate::matmul::{matmul_into, View};
 use crate::recurrent::RecurrentOps;
 
-/// `[batch, steps, width]` of a tensor of that rank.
-fn dims3(tensor: &FlexTensor) -> [usize; 3] {
-    let shape = tensor.layout().shape();
-    [shape[0], shape[1], shape[2]]
+/// A layer's inputs, in the order of the ops' arguments: `x` `[batch, steps, input]`, then
+/// the weights in PyTorch's layout, `weight_ih` `[gates, input]` and `weight_hh`
+/// `[gates, hidden]`, then the LSTM's summed bias `[4 hidden]`, h0, c0 or the GRU's
+/// `bias_ih`, `bias_hh` `[3 hidden]`, h0. All contiguous.
+type Inputs = [FlexTensor; 6];
+
+/// The sizes of a layer: batch rows, steps, input width, hidden width.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    batch: usize,
+    steps: usize,
+    input: usize,
+    hidden: usize,
 }
 
-/// `rows @ weight`: `rows` is `[rows.len() / k, k]`.
-fn times(rows: &[f32], k: usize, weight: &FlexTensor) -> FlexTensor {
-    Flex::float_matmul(tensor(rows.to_vec(), &[rows.len() / k, k]), weight.clone())
+impl Sizes {
+    fn of(x: &FlexTensor, weight_hh: &FlexTensor) -> Self {
+        let shape = x.layout().shape();
+        Self {
+            batch: shape[0],
+            steps: shape[1],
+            input: shape[2],
+            hidden: weight_hh.layout().shape()[1],
+        }
+    }
 }
 
-/// The weight's gradient over all steps at once: `previous^T @ d_gates`, `[hidden, gates]`,
-/// where `previous` holds every step's input state, `[batch * steps, hidden]`: `h0` at step 0,
-/// the output before it after (`state_of(b, t)`: step t's output state of row b).
-fn weight_grad<'a>(
+/// Step `t`'s rows of a batch-major `[rows, steps, width]` buffer: `rows` rows of `width`.
+fn step_rows(values: &[f32], t: usize, steps: usize, width: usize) -> View<'_> {
+    let rows = values.len() / (steps * width);
+    View::rows(&values[t * width..], rows, width, steps * width)
+}
+
+/// Every `width`-wide row of `buffer` set to `row`.
+fn fill_rows(buffer: &mut [f32], row: &[f32]) {
+    for chunk in buffer.chunks_exact_mut(row.len()) {
+        chunk.copy_from_slice(row);
+    }
+}
+
+/// The column sums of a row-major `[rows, width]` buffer: a bias's gradient.
+fn column_sums(values: &[f32], width: usize) -> FlexTensor {
+    let mut sums = vec![0.0; width];
+    for row in values.chunks_exact(width) {
+        for (sum, v) in sums.iter_mut().zip(row) {
+            *sum += v;
+        }
+    }
+    tensor(sums, &[width])
+}
+
+/// The gradients of the input and of both weights from the gates' pre-activation gradients,
+/// whole-sequence matmuls on all threads: `d_x = d_input_part @ weight_ih`, `d_weight_ih =
+/// d_input_part^T @ x`, `d_weight_hh = d_hidden_part^T @ previous`, where `previous` holds
+/// every step's input state `[batch * steps, hidden]`: `h0` at step 0, the output before it
+/// after (`state_of(b, t)`: step t's output state of row b).
+fn sequence_grads<'a>(
+    x: &FlexTensor,
+    weight_ih: &FlexTensor,
+    d_input_part: FlexTensor,
+    d_hidden_part: FlexTensor,
     h0: &'a [f32],
-    [batch, steps, hidden]: [usize; 3],
     state_of: impl Fn(usize, usize) -> &'a [f32],
-    d_gates: &FlexTensor,
-) -> FlexTensor {
-    let mut previous = Vec::with_capacity(batch * steps * hidden);
+    Sizes {
+        batch,
+        steps,
+        input,
+        hidden,
+    }: Sizes,
+) -> [FlexTensor; 3] {
+    let rows = batch * steps;
+    let mut previous = Vec::with_capacity(rows * hidden);
     for b in 0..batch {
         previous.extend_from_slice(&h0[b * hidden..][..hidden]);
         for t in 1..steps {
             previous.extend_from_slice(state_of(b, t - 1));
         }
     }
-    let (rows, gates) = (batch * steps, d_gates.layout().shape()[2]);
-    let previous_t = tensor(previous, &[rows, hidden]).transpose(0, 1);
-    Flex::float_matmul(previous_t, d_gates.reshape([rows, gates].into()))
+    let x = x.reshape([rows, input].into());
+    let d_x = Flex::float_matmul(d_input_part.clone(), weight_ih.clone());
+    let d_weight_ih = Flex::float_matmul(d_input_part.transpose(0, 1), x);
+    let previous = tensor(previous, &[rows, hidden]);
+    let d_weight_hh = Flex::float_matmul(d_hidden_part.transpose(0, 1), previous);
+    [
+        d_x.reshape([batch, steps, input].into()),
+        d_weight_ih,
+        d_weight_hh,
+    ]
 }
 
 /// Rows `first..first + n` of a batch.
@@ -102,25 +164,31 @@ fn in_row_blocks<const N: usize>(
 
 /// The LSTM forward: `[batch, steps, 2 hidden]` (h_t, c_t) and, when `keep_gates`, the
 /// activated gates `[batch, steps, 4 hidden]` (i, f, g, o) for the backward.
-fn lstm_forward(
-    projected: &FlexTensor,
-    weight_t: &FlexTensor,
-    h0: &[f32],
-    c0: &[f32],
-    keep_gates: bool,
-) -> (FlexTensor, Option<FlexTensor>) {
-    let [batch, steps, width] = dims3(projected);
-    let (projected, hidden) = (values(projected), width / 4);
+fn lstm_forward(inputs: &Inputs, keep_gates: bool) -> (FlexTensor, Option<FlexTensor>) {
+    let [x, weight_ih, weight_hh, bias, h0, c0] = inputs;
+    let sizes = Sizes::of(x, weight_hh);
+    let Sizes {
+        batch,
+        steps,
+        input,
+        hidden,
+    } = sizes;
+    let width = 4 * hidden;
+    let (x, h0, c0) = (values(x), values(h0), values(c0));
+    let weights = [values(weight_ih), values(weight_hh), values(bias)];
     let mut out = vec![0.0; batch * steps * 2 * hidden];
-    let mut kept = vec![0.0; if keep_gates { projected.len() } else { 0 }];
+    let mut kept = vec![0.0; if keep_gates { batch * steps * width } else { 0 }];
     let buffers = [
         (&mut out[..], steps * 2 * hidden),
         (&mut kept[..], steps * width),
     ];
     in_row_blocks(batch, buffers, |rows, [out, kept]| {
-        let projected = rows.of(projected, steps * width);
-        let (h0, c0) = (rows.of(h0, hidden), rows.of(c0, hidden));
-        lstm_forward_block(projected, weight_t, h0, c0, out, kept);
+        let (x, h0, c0) = (
+            rows.of(x, steps * input),
+            rows.of(h0, hidden),
+            rows.of(c0, hidden),
+        );
+        lstm_forward_block(x, weights, h0, c0, sizes, out, kept);
     });
     let out = tensor(out, &[batch, steps, 2 * hidden]);
     (
@@ -129,72 +197,101 @@ fn lstm_forward(
     )
 }
 
-/// `lstm_forward` for one block of rows; `kept` is empty when the gates are not kept.
+/// `lstm_forward` for one block of rows (`sizes.batch` is the whole batch's; the block's is
+/// h0's); `kept` is empty when the gates are not kept.
 fn lstm_forward_block(
-    projected: &[f32],
-    weight_t: &FlexTensor,
+    x: &[f32],
+    [weight_ih, weight_hh, bias]: [&[f32]; 3],
     h0: &[f32],
     c0: &[f32],
+    Sizes {
+        steps,
+        input,
+        hidden,
+        ..
+    }: Sizes,
     out: &mut [f32],
     kept: &mut [f32],
 ) {
-    let hidden = weight_t.layout().shape()[0];
     let (width, batch) = (4 * hidden, h0.len() / hidden);
-    let steps = projected.len() / (batch * width);
-    let (mut h, mut c) = (h0.to_vec(), c0.to_vec());
-    let (mut gates, mut tanh_c) = (vec![0.0; width], vec![0.0; hidden]);
+    let mut gates = vec![0.0; batch * width];
+    let mut tanh_c = vec![0.0; hidden];
     for t in 0..steps {
-        let hw = times(&h, hidden, weight_t);
-        let hw = values(&hw);
-        for b in 0..batch {
+        // gates = bias + x_t W_ih^T + h_{t-1} W_hh^T, all rows of the block at once.
+        fill_rows(&mut gates, bias);
+        let x_t = step_rows(x, t, steps, input);
+        matmul_into(
+            &mut gates,
+            x_t,
+            View::transposed(weight_ih, width, input),
+            true,
+        );
+        let h_prev = match t {
+            0 => View::rows(h0, batch, hidden, hidden),
+            _ => View::rows(
+                &out[(t - 1) * 2 * hidden..],
+                batch,
+                hidden,
+                steps * 2 * hidden,
+            ),
+        };
+        matmul_into(
+            &mut gates,
+            h_prev,
+            View::transposed(weight_hh, width, hidden),
+            true,
+        );
+        for (b, gate) in gates.chunks_exact_mut(width).enumerate() {
             let row = b * steps + t;
-            let x = &projected[row * width..][..width];
-            for ((gate, x), hw) in gates.iter_mut().zip(x).zip(&hw[b * width..][..width]) {
-                *gate = x + hw;
-            }
-            sigmoid_in_place(&mut gates[..2 * hidden]);
-            tanh_in_place(&mut gates[2 * hidden..3 * hidden]);
-            sigmoid_in_place(&mut gates[3 * hidden..]);
-            let (i, rest) = gates.split_at(hidden);
+            sigmoid_in_place(&mut gate[..2 * hidden]);
+            tanh_in_place(&mut gate[2 * hidden..3 * hidden]);
+            sigmoid_in_place(&mut gate[3 * hidden..]);
+            let (i, rest) = gate.split_at(hidden);
             let (f, rest) = rest.split_at(hidden);
             let (g, o) = rest.split_at(hidden);
-            let c_b = &mut c[b * hidden..][..hidden];
+            let (before, from_row) = out.split_at_mut(row * 2 * hidden);
+            let c_prev = match t {
+                0 => &c0[b * hidden..][..hidden],
+                _ => &before[(row - 1) * 2 * hidden + hidden..][..hidden],
+            };
+            let (h, c) = from_row[..2 * hidden].split_at_mut(hidden);
             for k in 0..hidden {
-                c_b[k] = f[k] * c_b[k] + i[k] * g[k];
+                c[k] = f[k] * c_prev[k] + i[k] * g[k];
             }
-            tanh_c.copy_from_slice(c_b);
+            tanh_c.copy_from_slice(c);
             tanh_in_place(&mut tanh_c);
-            let h_b = &mut h[b * hidden..][..hidden];
             for k in 0..hidden {
-                h_b[k] = o[k] * tanh_c[k];
+                h[k] = o[k] * tanh_c[k];
             }
-            let out_row = &mut out[row * 2 * hidden..][..2 * hidden];
-            out_row[..hidden].copy_from_slice(h_b);
-            out_row[hidden..].copy_from_slice(c_b);
             if !kept.is_empty() {
-                kept[row * width..][..width].copy_from_slice(&gates);
+                kept[row * width..][..width].copy_from_slice(gate);
             }
         }
     }
 }
 
-/// What a backward reads: the forward's inputs but the projected one (the LSTM's h0, c0; the
-/// GRU's bias, h0), its output and its kept gates.
+/// What a backward reads: the forward's inputs, its output and its kept gates.
 #[derive(Debug, Clone)]
 struct Saved {
-    weight_t: FlexTensor,
-    inputs: [FlexTensor; 2],
+    inputs: Inputs,
     out: FlexTensor,
     gates: FlexTensor,
 }
 
-/// The LSTM backward: gradients of the projected input, the transposed hidden weight, h0, c0.
-fn lstm_backward(saved: &Saved, grad: FlexTensor) -> [FlexTensor; 4] {
-    let [batch, steps, width] = dims3(&saved.gates);
-    let hidden = width / 4;
-    let (grad, out, gates) = (contiguous(grad), values(&saved.out), values(&saved.gates));
-    let [h0, c0] = &saved.inputs;
-    let (grad, h0, c0) = (values(&grad), values(h0), values(c0));
+/// The LSTM backward: the gradients of the inputs, in their order.
+fn lstm_backward(saved: &Saved, grad: FlexTensor) -> Inputs {
+    let [x, weight_ih, weight_hh, _, h0, c0] = &saved.inputs;
+    let sizes = Sizes::of(x, weight_hh);
+    let Sizes {
+        batch,
+        steps,
+        hidden,
+        ..
+    } = sizes;
+    let width = 4 * hidden;
+    let grad = contiguous(grad);
+    let (grad, out, gates) = (values(&grad), values(&saved.out), values(&saved.gates));
+    let (h0, c0, weight_hh_values) = (values(h0), values(c0), values(weight_hh));
     let mut d_gates = vec![0.0; batch * steps * width];
     let (mut dh0, mut dc0) = (vec![0.0; batch * hidden], vec![0.0; batch * hidden]);
     let buffers = [
@@ -208,18 +305,34 @@ fn lstm_backward(saved: &Saved, grad: FlexTensor) -> [FlexTensor; 4] {
             rows.of(out, steps * 2 * hidden),
         );
         let (gates, c0) = (rows.of(gates, steps * width), rows.of(c0, hidden));
-        lstm_backward_block(grad, out, gates, c0, &saved.weight_t, d_gates, dh, dc);
+        lstm_backward_block(
+            grad,
+            out,
+            gates,
+            c0,
+            weight_hh_values,
+            hidden,
+            d_gates,
+            dh,
+            dc,
+        );
     });
-    let d_gates = tensor(d_gates, &[batch, steps, width]);
-    let d_weight_t = weight_grad(
+    let d_bias = column_sums(&d_gates, width);
+    let d_gates = tensor(d_gates, &[batch * steps, width]);
+    let [d_x, d_weight_ih, d_weight_hh] = sequence_grads(
+        x,
+        weight_ih,
+        d_gates.clone(),
+        d_gates,
         h0,
-        [batch, steps, hidden],
         |b, t| &out[(b * steps + t) * 2 * hidden..][..hidden],
-        &d_gates,
+        sizes,
     );
     [
-        d_gates,
-        d_weight_t,
+        d_x,
+        d_weight_ih,
+        d_weight_hh,
+        d_bias,
         tensor(dh0, &[batch, hidden]),
         tensor(dc0, &[batch, hidden]),
     ]
@@ -233,16 +346,15 @@ fn lstm_backward_block(
     out: &[f32],
     gates: &[f32],
     c0: &[f32],
-    weight_t: &FlexTensor,
+    weight_hh: &[f32],
+    hidden: usize,
     d_gates: &mut [f32],
     dh_next: &mut [f32],
     dc_next: &mut [f32],
 ) {
-    let hidden = weight_t.layout().shape()[0];
     let (width, batch) = (4 * hidden, c0.len() / hidden);
     let steps = gates.len() / (batch * width);
-    let (mut d_step, mut tanh_c) = (vec![0.0; batch * width], vec![0.0; hidden]);
-    let weight = weight_t.clone().transpose(0, 1);
+    let mut tanh_c = vec![0.0; hidden];
     for t in (0..steps).rev() {
         for b in 0..batch {
             let row = b * steps + t;
@@ -259,7 +371,7 @@ fn lstm_backward_block(
             tanh_in_place(&mut tanh_c);
             let dh_b = &dh_next[b * hidden..][..hidden];
             let dc_b = &mut dc_next[b * hidden..][..hidden];
-            let d = &mut d_step[b * width..][..width];
+            let d = &mut d_gates[row * width..][..width];
             let (di, rest) = d.split_at_mut(hidden);
             let (df, rest) = rest.split_at_mut(hidden);
             let (dg, d_o) = rest.split_at_mut(hidden);
@@ -272,25 +384,31 @@ fn lstm_backward_block(
                 dg[k] = dc * i[k] * (1.0 - g[k] * g[k]);
                 dc_b[k] = dc * f[k];
             }
-            d_gates[row * width..][..width].copy_from_slice(d);
         }
-        // h_{t-1} reaches the loss only through step t's gates.
-        let dh = times(&d_step, width, &weight);
-        dh_next.copy_from_slice(values(&dh));
+        // h_{t-1} reaches the loss only through step t's gates: dh = d_gates_t @ W_hh.
+        let d_step = step_rows(d_gates, t, steps, width);
+        matmul_into(
+            dh_next,
+            d_step,
+            View::rows(weight_hh, width, hidden, hidden),
+            false,
+        );
     }
 }
 
 /// The GRU forward: `[batch, steps, hidden]` and, when `keep`, per step `[r, z, n, hn]`
 /// (`hn`: the new gate's hidden part, `h W_hn^T + b_hn`) for the backward.
-fn gru_forward(
-    projected: &FlexTensor,
-    weight_t: &FlexTensor,
-    bias: &[f32],
-    h0: &[f32],
-    keep: bool,
-) -> (FlexTensor, Option<FlexTensor>) {
-    let [batch, steps, width] = dims3(projected);
-    let (projected, hidden) = (values(projected), width / 3);
+fn gru_forward(inputs: &Inputs, keep: bool) -> (FlexTensor, Option<FlexTensor>) {
+    let [x, weight_ih, weight_hh, bias_ih, bias_hh, h0] = inputs;
+    let sizes = Sizes::of(x, weight_hh);
+    let Sizes {
+        batch,
+        steps,
+        input,
+        hidden,
+    } = sizes;
+    let (x, h0) = (values(x), values(h0));
+    let weights = [weight_ih, weight_hh, bias_ih, bias_hh].map(values);
     let mut out = vec![0.0; batch * steps * hidden];
     let mut kept = vec![0.0; if keep { batch * steps * 4 * hidden } else { 0 }];
     let buffers = [
@@ -298,116 +416,148 @@ fn gru_forward(
         (&mut kept[..], steps * 4 * hidden),
     ];
     in_row_blocks(batch, buffers, |rows, [out, kept]| {
-        let (projected, h0) = (rows.of(projected, steps * width), rows.of(h0, hidden));
-        gru_forward_block(projected, weight_t, bias, h0, out, kept);
+        let (x, h0) = (rows.of(x, steps * input), rows.of(h0, hidden));
+        gru_forward_block(x, weights, h0, sizes, out, kept);
     });
     let out = tensor(out, &[batch, steps, hidden]);
     (out, keep.then(|| tensor(kept, &[batch, steps, 4 * hidden])))
 }
 
-/// `gru_forward` for one block of rows; `kept` is empty when nothing is kept.
+/// `gru_forward` for one block of rows (`sizes.batch` is the whole batch's; the block's is
+/// h0's); `kept` is empty when nothing is kept.
 fn gru_forward_block(
-    projected: &[f32],
-    weight_t: &FlexTensor,
-    bias: &[f32],
+    x: &[f32],
+    [weight_ih, weight_hh, bias_ih, bias_hh]: [&[f32]; 4],
     h0: &[f32],
+    Sizes {
+        steps,
+        input,
+        hidden,
+        ..
+    }: Sizes,
     out: &mut [f32],
     kept: &mut [f32],
 ) {
-    let hidden = weight_t.layout().shape()[0];
     let (width, batch) = (3 * hidden, h0.len() / hidden);
-    let steps = projected.len() / (batch * width);
-    let mut h = h0.to_vec();
-    let (mut rz, mut hn, mut n) = (vec![0.0; 2 * hidden], vec![0.0; hidden], vec![0.0; hidden]);
+    // The input's and the hidden state's parts of the gates, kept apart: the reset gate
+    // scales only the hidden part of the new gate (as PyTorch).
+    let (mut xw, mut hw) = (vec![0.0; batch * width], vec![0.0; batch * width]);
+    let (mut rz, mut n) = (vec![0.0; 2 * hidden], vec![0.0; hidden]);
     for t in 0..steps {
-        let hw = times(&h, hidden, weight_t);
-        let hw = values(&hw);
+        fill_rows(&mut xw, bias_ih);
+        let x_t = step_rows(x, t, steps, input);
+        matmul_into(
+            &mut xw,
+            x_t,
+            View::transposed(weight_ih, width, input),
+            true,
+        );
+        fill_rows(&mut hw, bias_hh);
+        let h_prev = match t {
+            0 => View::rows(h0, batch, hidden, hidden),
+            _ => View::rows(&out[(t - 1) * hidden..], batch, hidden, steps * hidden),
+        };
+        matmul_into(
+            &mut hw,
+            h_prev,
+            View::transposed(weight_hh, width, hidden),
+            true,
+        );
         for b in 0..batch {
             let row = b * steps + t;
-            let x = &projected[row * width..][..width];
-            let hw_b = &hw[b * width..][..width];
+            let (x_b, hw_b) = (&xw[b * width..][..width], &hw[b * width..][..width]);
             for k in 0..2 * hidden {
-                rz[k] = x[k] + hw_b[k] + bias[k];
+                rz[k] = x_b[k] + hw_b[k];
             }
             sigmoid_in_place(&mut rz);
             let (r, z) = rz.split_at(hidden);
+            let hn = &hw_b[2 * hidden..];
             for k in 0..hidden {
-                hn[k] = hw_b[2 * hidden + k] + bias[2 * hidden + k];
-                n[k] = x[2 * hidden + k] + r[k] * hn[k];
+                n[k] = x_b[2 * hidden + k] + r[k] * hn[k];
             }
             tanh_in_place(&mut n);
-            let h_b = &mut h[b * hidden..][..hidden];
+            let (before, from_row) = out.split_at_mut(row * hidden);
+            let h_prev = match t {
+                0 => &h0[b * hidden..][..hidden],
+                _ => &before[(row - 1) * hidden..][..hidden],
+            };
+            let h = &mut from_row[..hidden];
             for k in 0..hidden {
-                h_b[k] = n[k] + z[k] * (h_b[k] - n[k]);
+                h[k] = n[k] + z[k] * (h_prev[k] - n[k]);
             }
-            out[row * hidden..][..hidden].copy_from_slice(h_b);
             if !kept.is_empty() {
                 let saved = &mut kept[row * 4 * hidden..][..4 * hidden];
                 saved[..2 * hidden].copy_from_slice(&rz);
                 saved[2 * hidden..3 * hidden].copy_from_slice(&n);
-                saved[3 * hidden..].copy_from_slice(&hn);
+                saved[3 * hidden..].copy_from_slice(hn);
             }
         }
     }
 }
 
-/// The GRU backward: gradients of the projected input, the transposed hidden weight, the
-/// hidden bias and h0.
-fn gru_backward(saved: &Saved, grad: FlexTensor) -> [FlexTensor; 4] {
-    let [batch, steps, hidden] = dims3(&saved.out);
+/// The GRU backward: the gradients of the inputs, in their order.
+fn gru_backward(saved: &Saved, grad: FlexTensor) -> Inputs {
+    let [x, weight_ih, weight_hh, _, _, h0] = &saved.inputs;
+    let sizes = Sizes::of(x, weight_hh);
+    let Sizes {
+        batch,
+        steps,
+        hidden,
+        ..
+    } = sizes;
     let width = 3 * hidden;
-    let (grad, out, gates) = (contiguous(grad), values(&saved.out), values(&saved.gates));
-    let (grad, h0) = (values(&grad), values(&saved.inputs[1]));
-    let mut d_projected = vec![0.0; batch * steps * width];
+    let grad = contiguous(grad);
+    let (grad, out, gates) = (values(&grad), values(&saved.out), values(&saved.gates));
+    let (h0, weight_hh_values) = (values(h0), values(weight_hh));
+    let mut d_input_part = vec![0.0; batch * steps * width];
     let mut d_hidden_part = vec![0.0; batch * steps * width];
     let mut dh0 = vec![0.0; batch * hidden];
     let buffers = [
-        (&mut d_projected[..], steps * width),
+        (&mut d_input_part[..], steps * width),
         (&mut d_hidden_part[..], steps * width),
         (&mut dh0[..], hidden),
     ];
-    in_row_blocks(batch, buffers, |rows, [d_projected, d_hidden_part, dh]| {
+    in_row_blocks(batch, buffers, |rows, [d_input_part, d_hidden_part, dh]| {
         let (grad, out) = (rows.of(grad, steps * hidden), rows.of(out, steps * hidden));
         let (gates, h0) = (rows.of(gates, steps * 4 * hidden), rows.of(h0, hidden));
-        let d = (d_projected, d_hidden_part, dh);
-        gru_backward_block(grad, out, gates, h0, &saved.weight_t, d);
+        let d = (d_input_part, d_hidden_part, dh);
+        gru_backward_block(grad, out, gates, h0, (weight_hh_values, hidden), d);
     });
-    let mut d_bias = vec![0.0; width];
-    for row in d_hidden_part.chunks_exact(width) {
-        for (sum, d) in d_bias.iter_mut().zip(row) {
-            *sum += d;
-        }
-    }
-    let d_hidden_part = tensor(d_hidden_part, &[batch, steps, width]);
-    let d_weight_t = weight_grad(
+    let (d_bias_ih, d_bias_hh) = (
+        column_sums(&d_input_part, width),
+        column_sums(&d_hidden_part, width),
+    );
+    let [d_x, d_weight_ih, d_weight_hh] = sequence_grads(
+        x,
+        weight_ih,
+        tensor(d_input_part, &[batch * steps, width]),
+        tensor(d_hidden_part, &[batch * steps, width]),
         h0,
-        [batch, steps, hidden],
         |b, t| &out[(b * steps + t) * hidden..][..hidden],
-        &d_hidden_part,
+        sizes,
     );
     [
-        tensor(d_projected, &[batch, steps, width]),
-        d_weight_t,
-        tensor(d_bias, &[width]),
+        d_x,
+        d_weight_ih,
+        d_weight_hh,
+        d_bias_ih,
+        d_bias_hh,
         tensor(dh0, &[batch, hidden]),
     ]
 }
 
-/// `gru_backward` for one block of rows: writes the gradients of the projected input, of the
-/// hidden matmul's output (the bias's and weight's source) and of h0.
+/// `gru_backward` for one block of rows: writes the gradients of the gates' input and hidden
+/// parts (the sources of the input's, the weights' and the biases' gradients) and of h0.
 fn gru_backward_block(
     grad: &[f32],
     out: &[f32],
     gates: &[f32],
     h0: &[f32],
-    weight_t: &FlexTensor,
-    (d_projected, d_hidden_part, dh_next): (&mut [f32], &mut [f32], &mut [f32]),
+    (weight_hh, hidden): (&[f32], usize),
+    (d_input_part, d_hidden_part, dh_next): (&mut [f32], &mut [f32], &mut [f32]),
 ) {
-    let hidden = weight_t.layout().shape()[0];
     let (width, batch) = (3 * hidden, h0.len() / hidden);
     let steps = out.len() / (batch * hidden);
-    let mut d_step = vec![0.0; batch * width];
-    let weight = weight_t.clone().transpose(0, 1);
     for t in (0..steps).rev() {
         for b in 0..batch {
             let row = b * steps + t;
@@ -420,8 +570,8 @@ fn gru_backward_block(
             let (n, hn) = (&gate[2 * hidden..3 * hidden], &gate[3 * hidden..]);
             let grad_h = &grad[row * hidden..][..hidden];
             let dh_b = &mut dh_next[b * hidden..][..hidden];
-            let dx = &mut d_projected[row * width..][..width];
-            let dhw = &mut d_step[b * width..][..width];
+            let dx = &mut d_input_part[row * width..][..width];
+            let dhw = &mut d_hidden_part[row * width..][..width];
             for k in 0..hidden {
                 let dh = grad_h[k] + dh_b[k];
                 let dn = dh * (1.0 - z[k]) * (1.0 - n[k] * n[k]);
@@ -436,46 +586,51 @@ fn gru_backward_block(
                 // h_{t-1}'s direct share; its share through the gates is added below.
                 dh_b[k] = dh * z[k];
             }
-            d_hidden_part[row * width..][..width].copy_from_slice(dhw);
         }
-        let dh = times(&d_step, width, &weight);
-        for (next, through_weight) in dh_next.iter_mut().zip(values(&dh)) {
-            *next += through_weight;
-        }
+        let d_step = step_rows(d_hidden_part, t, steps, width);
+        matmul_into(
+            dh_next,
+            d_step,
+            View::rows(weight_hh, width, hidden, hidden),
+            true,
+        );
     }
+}
+
+/// The inputs as contiguous Flex tensors.
+fn contiguous_inputs(inputs: [FlexTensor; 6]) -> Inputs {
+    inputs.map(contiguous)
 }
 
 impl RecurrentOps for Flex {
-    fn lstm_steps(
-        projected: FloatTensor<Self>,
-        weight_hh_t: FloatTensor<Self>,
+    fn lstm_layer(
+        x: FloatTensor<Self>,
+        weight_ih: FloatTensor<Self>,
+        weight_hh: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         h0: FloatTensor<Self>,
         c0: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let inputs = [contiguous(h0), contiguous(c0)];
-        let projected = contiguous(projected);
-        Cell::Lstm
-            .forward(&projected, &weight_hh_t, &inputs, false)
-            .0
+        let inputs = contiguous_inputs([x, weight_ih, weight_hh, bias, h0, c0]);
+        Cell::Lstm.forward(&inputs, false).0
     }
 
-    fn gru_steps(
-        projected: FloatTensor<Self>,
-        weight_hh_t: FloatTensor<Self>,
+    fn gru_layer(
+        x: FloatTensor<Self>,
+        weight_ih: FloatTensor<Self>,
+        weight_hh: FloatTensor<Self>,
+        bias_ih: FloatTensor<Self>,
         bias_hh: FloatTensor<Self>,
         h0: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let inputs = [contiguous(bias_hh), contiguous(h0)];
-        let projected = contiguous(projected);
-        Cell::Gru
-            .forward(&projected, &weight_hh_t, &inputs, false)
-            .0
+        let inputs = contiguous_inputs([x, weight_ih, weight_hh, bias_ih, bias_hh, h0]);
+        Cell::Gru.forward(&inputs, false).0
     }
 }
 
-/// The steps of `0`'s cell as one autodiff op.
+/// One layer of `0`'s cell as one autodiff op.
 #[derive(Debug)]
-struct Steps(Cell);
+struct Layer(Cell);
 
 #[derive(Debug, Clone, Copy)]
 enum Cell {
@@ -484,25 +639,18 @@ enum Cell {
 }
 
 impl Cell {
-    /// The forward of this cell; `inputs` are the LSTM's h0, c0 or the GRU's bias, h0.
-    fn forward(
-        self,
-        projected: &FlexTensor,
-        weight_t: &FlexTensor,
-        [a, b]: &[FlexTensor; 2],
-        keep: bool,
-    ) -> (FlexTensor, Option<FlexTensor>) {
+    fn forward(self, inputs: &Inputs, keep: bool) -> (FlexTensor, Option<FlexTensor>) {
         match self {
-            Cell::Lstm => lstm_forward(projected, weight_t, values(a), values(b), keep),
-            Cell::Gru => gru_forward(projected, weight_t, values(a), values(b), keep),
+            Cell::Lstm => lstm_forward(inputs, keep),
+            Cell::Gru => gru_forward(inputs, keep),
         }
     }
 }
 
-impl Backward<Flex, 4> for Steps {
+impl Backward<Flex, 6> for Layer {
     type State = Saved;
 
-    fn backward(self, ops: Ops<Saved, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Saved, 6>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<Flex>(&ops.node);
         let input_grads = match self.0 {
             Cell::Lstm => lstm_backward(&ops.state, grad),
@@ -517,49 +665,48 @@ impl Backward<Flex, 4> for Steps {
     }
 }
 
-/// `cell`'s steps with autodiff: `[projected, weight_hh_t, a, b]` as in `Cell::forward`.
-fn autodiff_steps<C: CheckpointStrategy>(
+/// `cell`'s layer with autodiff, its inputs in the order of `Inputs`.
+fn autodiff_layer<C: CheckpointStrategy>(
     cell: Cell,
-    [projected, weight_t, a, b]: [FloatTensor<Autodiff<Flex, C>>; 4],
+    inputs: [FloatTensor<Autodiff<Flex, C>>; 6],
 ) -> FloatTensor<Autodiff<Flex, C>> {
-    let nodes = [projected.node(), weight_t.node(), a.node(), b.node()];
-    let projected = contiguous(projected.into_primitive());
-    let weight_t = weight_t.into_primitive();
-    let inputs = [a, b].map(|t| contiguous(t.into_primitive()));
-    match Steps(cell).prepare::<C>(nodes).compute_bound().stateful() {
+    let nodes = inputs.each_ref().map(|input| input.node());
+    let inputs = contiguous_inputs(inputs.map(|input| input.into_primitive()));
+    match Layer(cell).prepare::<C>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let (out, gates) = cell.forward(&projected, &weight_t, &inputs, true);
+            let (out, gates) = cell.forward(&inputs, true);
             let gates = gates.expect("kept for the backward");
             let saved = Saved {
-                weight_t,
                 inputs,
                 out: out.clone(),
                 gates,
             };
             prep.finish(saved, out)
         }
-        OpsKind::UnTracked(prep) => {
-            prep.finish(cell.forward(&projected, &weight_t, &inputs, false).0)
-        }
+        OpsKind::UnTracked(prep) => prep.finish(cell.forward(&inputs, false).0),
     }
 }
 
 impl<C: CheckpointStrategy> RecurrentOps for Autodiff<Flex, C> {
-    fn lstm_steps(
-        projected: FloatTensor<Self>,
-        weight_hh_t: FloatTensor<Self>,
+    fn lstm_layer(
+        x: FloatTensor<Self>,
+        weight_ih: FloatTensor<Self>,
+        weight_hh: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         h0: FloatTensor<Self>,
         c0: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        autodiff_steps::<C>(Cell::Lstm, [projected, weight_hh_t, h0, c0])
+        autodiff_layer::<C>(Cell::Lstm, [x, weight_ih, weight_hh, bias, h0, c0])
     }
 
-    fn gru_steps(
-        projected: FloatTensor<Self>,
-        weight_hh_t: FloatTensor<Self>,
+    fn gru_layer(
+        x: FloatTensor<Self>,
+        weight_ih: FloatTensor<Self>,
+        weight_hh: FloatTensor<Self>,
+        bias_ih: FloatTensor<Self>,
         bias_hh: FloatTensor<Self>,
         h0: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        autodiff_steps::<C>(Cell::Gru, [projected, weight_hh_t, bias_hh, h0])
+        autodiff_layer::<C>(Cell::Gru, [x, weight_ih, weight_hh, bias_ih, bias_hh, h0])
     }
 }

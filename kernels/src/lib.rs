@@ -4,13 +4,16 @@
 //! and which other backends run, so that each can go upstream to Burn later.
 
 pub mod activation;
+pub mod dropout;
 mod flex;
 mod flex_recurrent;
 pub mod math;
+mod matmul;
 pub mod recurrent;
 
 pub use activation::{sigmoid, tanh};
-pub use recurrent::{gru, lstm, rnn};
+pub use dropout::dropout;
+pub use recurrent::{gru, lstm, project, rnn};
 
 #[cfg(test)]
 mod tests;

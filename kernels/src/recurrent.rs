@@ -1,8 +1,9 @@
-//! The recurrence of an LSTM, GRU or tanh RNN layer with PyTorch's stacked gates: the input
-//! projection of every step is one matmul by the caller; these run the steps. On Flex (the
-//! CPU backend) the LSTM and GRU run as one op each, forward and backward written by hand
-//! (`flex_recurrent`); elsewhere, and for the RNN (whose tanh is ours), as Burn tensor ops,
-//! which autodiff differentiates itself. Both compute the same function; the tests compare them.
+//! An LSTM, GRU or tanh RNN layer with PyTorch's weights and stacked gates. On Flex (the CPU
+//! backend) the LSTM and GRU layers run as one op each, the input projection inside the steps,
+//! forward and backward written by hand (`flex_recurrent`); elsewhere, and for the RNN (whose
+//! tanh is ours), as Burn tensor ops (every step's input projection in one matmul, then the
+//! steps), which autodiff differentiates itself. Both compute the same function; the tests
+//! compare them.
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch};
@@ -11,71 +12,101 @@ use burn::tensor::Tensor;
 
 use crate::flex::on_flex_f32;
 
-/// The recurrent ops that Flex runs as single ops, through Burn's backend extension: the
-/// trait dispatches on the tensors' backend and routes autodiff to our backward.
+/// The recurrent layers that Flex runs as single ops, through Burn's backend extension: the
+/// trait dispatches on the tensors' backend and routes autodiff to our backward. Weights are
+/// in PyTorch's layout, gates stacked in PyTorch's order.
 #[backend_extension(Flex, Autodiff)]
 pub trait RecurrentOps: Backend {
-    /// LSTM steps. `projected`: `[batch, steps, 4 hidden]`, the input projection plus both
-    /// biases, gates in PyTorch's order (i, f, g, o); `weight_hh_t`: `[hidden, 4 hidden]`;
+    /// An LSTM layer. `x`: `[batch, steps, input]`; `weight_ih`: `[4 hidden, input]`;
+    /// `weight_hh`: `[4 hidden, hidden]`; `bias`: `[4 hidden]`, PyTorch's two biases summed;
     /// `h0`, `c0`: `[batch, hidden]`. Returns `[batch, steps, 2 hidden]`: h_t then c_t.
-    fn lstm_steps(
-        projected: FloatTensor<Self>,
-        weight_hh_t: FloatTensor<Self>,
+    fn lstm_layer(
+        x: FloatTensor<Self>,
+        weight_ih: FloatTensor<Self>,
+        weight_hh: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         h0: FloatTensor<Self>,
         c0: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
-    /// GRU steps. `projected`: `[batch, steps, 3 hidden]`, the input projection plus its bias,
-    /// gates in PyTorch's order (r, z, n); `weight_hh_t`: `[hidden, 3 hidden]`; `bias_hh`:
-    /// `[3 hidden]` (inside the reset gate's product, as PyTorch); `h0`: `[batch, hidden]`.
-    /// Returns h_t: `[batch, steps, hidden]`.
-    fn gru_steps(
-        projected: FloatTensor<Self>,
-        weight_hh_t: FloatTensor<Self>,
+    /// A GRU layer. `x`: `[batch, steps, input]`; `weight_ih`: `[3 hidden, input]`;
+    /// `weight_hh`: `[3 hidden, hidden]`; `bias_ih`, `bias_hh`: `[3 hidden]` (the hidden one
+    /// inside the reset gate's product, as PyTorch); `h0`: `[batch, hidden]`. Returns h_t:
+    /// `[batch, steps, hidden]`.
+    fn gru_layer(
+        x: FloatTensor<Self>,
+        weight_ih: FloatTensor<Self>,
+        weight_hh: FloatTensor<Self>,
+        bias_ih: FloatTensor<Self>,
         bias_hh: FloatTensor<Self>,
         h0: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 }
 
-/// LSTM steps from `(h0, c0)`; see [`RecurrentOps::lstm_steps`].
+/// An LSTM layer from `(h0, c0)`; see [`RecurrentOps::lstm_layer`].
 ///
 /// # Shapes
-/// - projected: `[batch, steps, 4 hidden]`; weight_hh: `[4 hidden, hidden]` (PyTorch's)
-/// - h0, c0: `[batch, hidden]`; output: `[batch, steps, 2 hidden]` (h_t, then c_t)
-pub fn lstm(projected: Tensor<3>, weight_hh: Tensor<2>, h0: Tensor<2>, c0: Tensor<2>) -> Tensor<3> {
-    let weight_hh_t = weight_hh.transpose();
-    if !on_flex_f32(&projected) {
-        return lstm_composed(projected, weight_hh_t, h0, c0);
+/// - x: `[batch, steps, input]`; weight_ih: `[4 hidden, input]`; weight_hh: `[4 hidden, hidden]`
+/// - bias: `[4 hidden]`; h0, c0: `[batch, hidden]`; output: `[batch, steps, 2 hidden]` (h_t, c_t)
+pub fn lstm(
+    x: Tensor<3>,
+    weight_ih: Tensor<2>,
+    weight_hh: Tensor<2>,
+    bias: Tensor<1>,
+    h0: Tensor<2>,
+    c0: Tensor<2>,
+) -> Tensor<3> {
+    if !on_flex_f32(&x) {
+        return lstm_composed(x, weight_ih, weight_hh, bias, h0, c0);
     }
-    Tensor::from_dispatch(<Dispatch as RecurrentOps>::lstm_steps(
-        projected.into_dispatch(),
-        weight_hh_t.into_dispatch(),
+    Tensor::from_dispatch(<Dispatch as RecurrentOps>::lstm_layer(
+        x.into_dispatch(),
+        weight_ih.into_dispatch(),
+        weight_hh.into_dispatch(),
+        bias.into_dispatch(),
         h0.into_dispatch(),
         c0.into_dispatch(),
     ))
 }
 
-/// GRU steps from `h0`; see [`RecurrentOps::gru_steps`].
+/// A GRU layer from `h0`; see [`RecurrentOps::gru_layer`].
 ///
 /// # Shapes
-/// - projected: `[batch, steps, 3 hidden]`; weight_hh: `[3 hidden, hidden]`; bias_hh: `[3 hidden]`
-/// - h0: `[batch, hidden]`; output: `[batch, steps, hidden]`
+/// - x: `[batch, steps, input]`; weight_ih: `[3 hidden, input]`; weight_hh: `[3 hidden, hidden]`
+/// - bias_ih, bias_hh: `[3 hidden]`; h0: `[batch, hidden]`; output: `[batch, steps, hidden]`
 pub fn gru(
-    projected: Tensor<3>,
+    x: Tensor<3>,
+    weight_ih: Tensor<2>,
     weight_hh: Tensor<2>,
+    bias_ih: Tensor<1>,
     bias_hh: Tensor<1>,
     h0: Tensor<2>,
 ) -> Tensor<3> {
-    let weight_hh_t = weight_hh.transpose();
-    if !on_flex_f32(&projected) {
-        return gru_composed(projected, weight_hh_t, bias_hh, h0);
+    if !on_flex_f32(&x) {
+        return gru_composed(x, weight_ih, weight_hh, bias_ih, bias_hh, h0);
     }
-    Tensor::from_dispatch(<Dispatch as RecurrentOps>::gru_steps(
-        projected.into_dispatch(),
-        weight_hh_t.into_dispatch(),
+    Tensor::from_dispatch(<Dispatch as RecurrentOps>::gru_layer(
+        x.into_dispatch(),
+        weight_ih.into_dispatch(),
+        weight_hh.into_dispatch(),
+        bias_ih.into_dispatch(),
         bias_hh.into_dispatch(),
         h0.into_dispatch(),
     ))
+}
+
+/// Every step's input projection `x W^T + bias` in one matmul.
+///
+/// # Shapes
+/// - x: `[batch, steps, input]`; weight: `[gates, input]`; bias: `[gates]`
+/// - output: `[batch, steps, gates]`
+pub fn project(x: Tensor<3>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<3> {
+    let [batch, steps, input] = x.dims();
+    let gates = weight.dims()[0];
+    x.reshape([batch * steps, input])
+        .matmul(weight.transpose())
+        .reshape([batch, steps, gates])
+        + bias.reshape([1, 1, gates])
 }
 
 /// Plain RNN steps, h_t = tanh(projected_t + h_{t-1} W_hh^T + b_hh), as Burn tensor ops.
@@ -101,18 +132,21 @@ pub fn rnn(
     Tensor::stack(outputs, 1)
 }
 
-/// The LSTM steps as Burn tensor ops: the reference for the Flex op, and the path of the
+/// The LSTM layer as Burn tensor ops: the reference for the Flex op, and the path of the
 /// other backends.
 ///
 /// # Shapes
-/// - projected: `[batch, steps, 4 hidden]`; weight_hh_t: `[hidden, 4 hidden]`
-/// - h0, c0: `[batch, hidden]`; output: `[batch, steps, 2 hidden]`
+/// - as [`lstm`]
 pub fn lstm_composed(
-    projected: Tensor<3>,
-    weight_hh_t: Tensor<2>,
+    x: Tensor<3>,
+    weight_ih: Tensor<2>,
+    weight_hh: Tensor<2>,
+    bias: Tensor<1>,
     h0: Tensor<2>,
     c0: Tensor<2>,
 ) -> Tensor<3> {
+    let projected = project(x, weight_ih, bias);
+    let weight_hh_t = weight_hh.transpose();
     let [batch, steps, gates] = projected.dims();
     let hidden = gates / 4;
     let (mut h, mut c) = (h0, c0);
@@ -135,17 +169,20 @@ pub fn lstm_composed(
     Tensor::cat(vec![Tensor::stack(hs, 1), Tensor::stack(cs, 1)], 2)
 }
 
-/// The GRU steps as Burn tensor ops (see [`lstm_composed`]).
+/// The GRU layer as Burn tensor ops (see [`lstm_composed`]).
 ///
 /// # Shapes
-/// - projected: `[batch, steps, 3 hidden]`; weight_hh_t: `[hidden, 3 hidden]`; bias_hh: `[3 hidden]`
-/// - h0: `[batch, hidden]`; output: `[batch, steps, hidden]`
+/// - as [`gru`]
 pub fn gru_composed(
-    projected: Tensor<3>,
-    weight_hh_t: Tensor<2>,
+    x: Tensor<3>,
+    weight_ih: Tensor<2>,
+    weight_hh: Tensor<2>,
+    bias_ih: Tensor<1>,
     bias_hh: Tensor<1>,
     h0: Tensor<2>,
 ) -> Tensor<3> {
+    let projected = project(x, weight_ih, bias_ih);
+    let weight_hh_t = weight_hh.transpose();
     let [batch, steps, gates] = projected.dims();
     let hidden = gates / 3;
     let bias_hh = bias_hh.unsqueeze::<2>();

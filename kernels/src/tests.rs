@@ -20,14 +20,11 @@ fn relative_gap<const D: usize>(ours: Tensor<D>, reference: Tensor<D>) -> f32 {
 /// through a loss that weighs every output element differently.
 fn compare<const N: usize>(
     inputs: [Tensor<2>; N],
-    projected: Tensor<3>,
+    x: Tensor<3>,
     op: impl Fn(Tensor<3>, &[Tensor<2>; N]) -> Tensor<3>,
     reference: impl Fn(Tensor<3>, &[Tensor<2>; N]) -> Tensor<3>,
 ) {
-    let (out, expected) = (
-        op(projected.clone(), &inputs),
-        reference(projected.clone(), &inputs),
-    );
+    let (out, expected) = (op(x.clone(), &inputs), reference(x.clone(), &inputs));
     assert!(
         relative_gap(out.clone(), expected.clone()) < 1e-5,
         "outputs differ"
@@ -35,11 +32,8 @@ fn compare<const N: usize>(
     let weights = Tensor::random(out.dims(), Distribution::Normal(0.0, 1.0), &out.device());
     let grads = (out * weights.clone()).sum().backward();
     let expected_grads = (expected * weights).sum().backward();
-    let gap = relative_gap(
-        projected.grad(&grads).unwrap(),
-        projected.grad(&expected_grads).unwrap(),
-    );
-    assert!(gap < 1e-4, "projected input's gradient: {gap}");
+    let gap = relative_gap(x.grad(&grads).unwrap(), x.grad(&expected_grads).unwrap());
+    assert!(gap < 1e-4, "x's gradient: {gap}");
     for (k, input) in inputs.iter().enumerate() {
         let gap = relative_gap(
             input.grad(&grads).unwrap(),
@@ -49,59 +43,118 @@ fn compare<const N: usize>(
     }
 }
 
+/// A bias, carried as a `[1, n]` matrix so that all inputs share one type.
+fn bias(b: &Tensor<2>) -> Tensor<1> {
+    b.clone().reshape([b.dims()[1]])
+}
+
+/// Compares the Flex LSTM layer with its Burn-ops reference on `device`.
+fn compare_lstm(batch: usize, steps: usize, input: usize, hidden: usize, device: &Device) {
+    let inputs = [
+        random([4 * hidden, input], device),
+        random([4 * hidden, hidden], device),
+        random([1, 4 * hidden], device),
+        random([batch, hidden], device),
+        random([batch, hidden], device),
+    ];
+    let layer = |op: fn(_, _, _, _, _, _) -> _| {
+        move |x, [w_ih, w_hh, b, h, c]: &[Tensor<2>; 5]| {
+            op(x, w_ih.clone(), w_hh.clone(), bias(b), h.clone(), c.clone())
+        }
+    };
+    let x = random([batch, steps, input], device);
+    compare(inputs, x, layer(crate::lstm), layer(lstm_composed));
+}
+
+/// Compares the Flex GRU layer with its Burn-ops reference on `device`.
+fn compare_gru(batch: usize, steps: usize, input: usize, hidden: usize, device: &Device) {
+    let inputs = [
+        random([3 * hidden, input], device),
+        random([3 * hidden, hidden], device),
+        random([1, 3 * hidden], device),
+        random([1, 3 * hidden], device),
+        random([batch, hidden], device),
+    ];
+    let layer = |op: fn(_, _, _, _, _, _) -> _| {
+        move |x, [w_ih, w_hh, b_ih, b_hh, h]: &[Tensor<2>; 5]| {
+            op(
+                x,
+                w_ih.clone(),
+                w_hh.clone(),
+                bias(b_ih),
+                bias(b_hh),
+                h.clone(),
+            )
+        }
+    };
+    let x = random([batch, steps, input], device);
+    compare(inputs, x, layer(crate::gru), layer(gru_composed));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
 
     #[test]
-    fn flex_lstm_matches_burn_ops(batch in 1usize..6, steps in 1usize..9, hidden in 1usize..20) {
-        let device = Device::flex().autodiff();
-        let projected = random([batch, steps, 4 * hidden], &device);
-        let inputs = [
-            random([4 * hidden, hidden], &device),
-            random([batch, hidden], &device),
-            random([batch, hidden], &device),
-        ];
-        compare(
-            inputs,
-            projected,
-            |p, [w, h, c]| crate::lstm(p, w.clone(), h.clone(), c.clone()),
-            |p, [w, h, c]| lstm_composed(p, w.clone().transpose(), h.clone(), c.clone()),
-        );
+    fn flex_lstm_matches_burn_ops(
+        batch in 1usize..6, steps in 1usize..9, input in 1usize..12, hidden in 1usize..20
+    ) {
+        compare_lstm(batch, steps, input, hidden, &Device::flex().autodiff());
     }
 
     #[test]
-    fn flex_gru_matches_burn_ops(batch in 1usize..6, steps in 1usize..9, hidden in 1usize..20) {
-        let device = Device::flex().autodiff();
-        let projected = random([batch, steps, 3 * hidden], &device);
-        // The bias rides as a [1, 3 hidden] matrix so that all inputs share one type.
-        let inputs = [
-            random([3 * hidden, hidden], &device),
-            random([1, 3 * hidden], &device),
-            random([batch, hidden], &device),
-        ];
-        let bias = |b: &Tensor<2>| b.clone().reshape([3 * hidden]);
-        compare(
-            inputs,
-            projected,
-            |p, [w, b, h]| crate::gru(p, w.clone(), bias(b), h.clone()),
-            |p, [w, b, h]| gru_composed(p, w.clone().transpose(), bias(b), h.clone()),
-        );
+    fn flex_gru_matches_burn_ops(
+        batch in 1usize..6, steps in 1usize..9, input in 1usize..12, hidden in 1usize..20
+    ) {
+        compare_gru(batch, steps, input, hidden, &Device::flex().autodiff());
     }
+}
+
+/// A batch of several blocks of rows per thread (blocks hold at most 64 rows).
+#[test]
+fn flex_layers_match_burn_ops_on_many_row_blocks() {
+    let device = Device::flex().autodiff();
+    compare_lstm(141, 3, 5, 6, &device);
+    compare_gru(141, 3, 5, 6, &device);
 }
 
 #[test]
 fn without_autodiff_the_flex_ops_give_the_same_outputs() {
     let device = Device::flex();
-    let (batch, steps, hidden) = (3, 5, 7);
+    let (batch, steps, input, hidden) = (3, 5, 4, 7);
     let normal = Distribution::Normal(0.0, 1.0);
-    let projected = Tensor::random([batch, steps, 4 * hidden], normal, &device);
-    let w = Tensor::random([4 * hidden, hidden], normal, &device);
-    let (h, c) = (
-        Tensor::random([batch, hidden], normal, &device),
-        Tensor::random([batch, hidden], normal, &device),
+    let x = Tensor::random([batch, steps, input], normal, &device);
+    let matrix = |rows, cols| Tensor::<2>::random([rows, cols], normal, &device);
+    let (w_ih, w_hh, b) = (
+        matrix(4 * hidden, input),
+        matrix(4 * hidden, hidden),
+        matrix(1, 4 * hidden),
     );
-    let ours = crate::lstm(projected.clone(), w.clone(), h.clone(), c.clone());
-    let reference = lstm_composed(projected, w.transpose(), h, c);
+    let (h, c) = (matrix(batch, hidden), matrix(batch, hidden));
+    let ours = crate::lstm(
+        x.clone(),
+        w_ih.clone(),
+        w_hh.clone(),
+        bias(&b),
+        h.clone(),
+        c.clone(),
+    );
+    let reference = lstm_composed(x.clone(), w_ih, w_hh, bias(&b), h.clone(), c);
+    assert!(relative_gap(ours, reference) < 1e-5);
+    let (w_ih, w_hh, b_hh) = (
+        matrix(3 * hidden, input),
+        matrix(3 * hidden, hidden),
+        matrix(1, 3 * hidden),
+    );
+    let b_ih = matrix(1, 3 * hidden);
+    let ours = crate::gru(
+        x.clone(),
+        w_ih.clone(),
+        w_hh.clone(),
+        bias(&b_ih),
+        bias(&b_hh),
+        h.clone(),
+    );
+    let reference = gru_composed(x, w_ih, w_hh, bias(&b_ih), bias(&b_hh), h);
     assert!(relative_gap(ours, reference) < 1e-5);
 }
 
@@ -128,10 +181,57 @@ fn flex_tanh_and_sigmoid_match_burns_with_gradients_from_the_output() {
                     .into_scalar::<f32>()
                     < 3e-7
             );
-            let weights = Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let weights = Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             let ours = x.grad(&(ours * weights.clone()).sum().backward()).unwrap();
-            let burns = x.grad(&(burns * weights).sum().backward()).unwrap();
-            assert!(relative_gap(ours, burns) < 1e-5);
+            let burns = x.grad(&(burns * weights.clone()).sum().backward()).unwrap();
+            // Absolute, on the weights' scale: where every x saturates, both gradients are
+            // tiny and their relative gap says nothing.
+            let gap = (ours - burns).abs().max().into_scalar::<f32>();
+            let scale = weights.abs().max().into_scalar::<f32>();
+            assert!(gap < 2e-6 * scale, "gradients differ by {gap}");
         }
     }
+}
+
+/// A dropout layer of probability `prob`, training.
+fn dropout_layer(prob: f64) -> burn::nn::Dropout {
+    burn::nn::DropoutConfig::new(prob).init()
+}
+
+/// Burn's dropout keeps each element with probability 1 - p and scales it by 1 / (1 - p); so
+/// does ours (the fraction kept within six standard deviations), and its backward goes
+/// through the forward's mask.
+#[test]
+fn flex_dropout_keeps_scales_and_backpropagates_through_its_mask() {
+    let device = Device::flex().autodiff();
+    let (prob, shape) = (0.3, [601, 499]);
+    let x = random(shape, &device);
+    let y = crate::dropout(&dropout_layer(prob), x.clone());
+    let weights = Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let grads = (y.clone() * weights.clone()).sum().backward();
+    let grad = x
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let scale = (1.0 / (1.0 - prob)) as f32;
+    let [x, y, w] = [x, y, weights].map(|t| t.into_data().try_to_vec::<f32>().unwrap());
+    let mut kept = 0;
+    for i in 0..x.len() {
+        let is_kept = y[i] != 0.0;
+        kept += usize::from(is_kept);
+        let (expected_y, expected_grad) = match is_kept {
+            true => (x[i] * scale, w[i] * scale),
+            false => (0.0, 0.0),
+        };
+        assert_eq!((y[i], grad[i]), (expected_y, expected_grad), "element {i}");
+    }
+    let n = x.len() as f64;
+    let sd = (prob * (1.0 - prob) / n).sqrt();
+    let fraction = kept as f64 / n;
+    assert!(
+        (fraction - (1.0 - prob)).abs() < 6.0 * sd,
+        "kept {fraction}"
+    );
 }

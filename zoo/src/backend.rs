@@ -95,10 +95,13 @@ impl Backend {
     /// What this backend sees here: one line per device, or why it sees none.
     pub fn describe_devices(self) -> Result<Vec<String>, String> {
         match self {
-            Backend::Flex => Ok(vec![format!(
-                "cpu: {} threads (Burn's flex, on rayon)",
-                rayon::current_num_threads()
-            )]),
+            Backend::Flex => {
+                let threads = rayon::current_num_threads();
+                let plural = if threads == 1 { "" } else { "s" };
+                Ok(vec![format!(
+                    "cpu: {threads} thread{plural} (Burn's flex, on rayon; --threads N)"
+                )])
+            }
             Backend::Ndarray => Ok(vec!["cpu".into()]),
             Backend::Wgpu => wgpu_adapters(),
             Backend::Cuda => Err(CUDA_NOT_BUILT.into()),

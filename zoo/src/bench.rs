@@ -15,7 +15,7 @@ use crate::data::{prepare, PreparedData};
 use crate::eval::{evaluate_on, ImageTask};
 use crate::models::{ImageClassifier, KnnConfig, ModelConfig};
 use crate::run::image_model;
-use crate::train::{optimizer, train_step};
+use crate::train::{half_precision_step, on_pool, optimizer, train_step, LossScale};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchResult {
@@ -48,6 +48,10 @@ pub fn bench(
         ModelConfig::Image(config) => config,
     };
     let device = backend.device();
+    exp.train
+        .precision
+        .check(backend.name(), &device)
+        .map_err(anyhow::Error::msg)?;
     let (data, loader_rate) = data_and_loader_rate(exp, &device, steps)?;
     let batch_size = exp.data.batch_size;
 
@@ -64,16 +68,31 @@ pub fn bench(
         .iter()
         .take(warmup + steps)
         .collect::<Result<_, _>>()?;
-    let mut started = Instant::now();
-    for (i, batch) in batches.into_iter().enumerate() {
-        if i == warmup {
-            ad.sync().ok();
-            started = Instant::now();
+    // An epoch may hold fewer batches than asked for: the rate counts the images trained on.
+    // On rayon's pool as a whole, as `Trainer::fit` runs.
+    let (model, train_rate) = on_pool(|| {
+        let (mut started, mut trained) = (Instant::now(), 0);
+        let mut scale = LossScale::default();
+        for (i, batch) in batches.into_iter().enumerate() {
+            if i == warmup {
+                ad.sync().ok();
+                started = Instant::now();
+            }
+            if i >= warmup {
+                trained += batch.targets.dims()[0];
+            }
+            let lr = exp.train.lr;
+            (model, _) = match exp.train.precision.half() {
+                None => train_step(model, &mut optim, &task, batch, &exp.train, lr),
+                Some(_) => {
+                    let config = (&exp.train, lr);
+                    half_precision_step(model, &mut optim, &task, batch, config, &mut scale)
+                }
+            };
         }
-        (model, _) = train_step(model, &mut optim, &task, batch, &exp.train, exp.train.lr);
-    }
-    ad.sync().ok();
-    let train_rate = (steps * batch_size) as f64 / started.elapsed().as_secs_f64();
+        ad.sync().ok();
+        (model, trained as f64 / started.elapsed().as_secs_f64())
+    });
 
     let eval_model = model.valid();
     let inference_batch = exp.data.eval_batch_size;
@@ -87,12 +106,14 @@ pub fn bench(
     if let Some(first) = batches.next() {
         infer(first);
     }
-    let (mut inferred, started) = (0, Instant::now());
-    for batch in batches {
-        inferred += batch.targets.dims()[0];
-        infer(batch);
-    }
-    let inference_rate = inferred as f64 / started.elapsed().as_secs_f64();
+    let inference_rate = on_pool(|| {
+        let (mut inferred, started) = (0, Instant::now());
+        for batch in batches {
+            inferred += batch.targets.dims()[0];
+            infer(batch);
+        }
+        inferred as f64 / started.elapsed().as_secs_f64()
+    });
 
     Ok(BenchResult {
         model: exp.model.kind().into(),
@@ -154,6 +175,10 @@ fn bench_knn(
     steps: usize,
 ) -> anyhow::Result<BenchResult> {
     let device = backend.device();
+    exp.train
+        .precision
+        .check(backend.name(), &device)
+        .map_err(anyhow::Error::msg)?;
     let (data, loader_rate) = data_and_loader_rate(exp, &device, steps)?;
     let model = knn.fit_on(&data, &device)?;
     let started = Instant::now();

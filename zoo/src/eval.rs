@@ -7,6 +7,7 @@ use std::sync::Arc;
 use burn::data::dataloader::DataLoader;
 use burn::data::dataset::DatasetError;
 use burn::prelude::*;
+use burn::tensor::DType;
 use datasets::{ImageBatch, ImageBatcher, Images};
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +128,13 @@ impl<M: ImageClassifier> Task<M> for ImageTask<'_> {
             predictions: n,
             correct: correct as usize,
             examples: n,
+        }
+    }
+
+    fn cast_inputs(&self, batch: ImageBatch, dtype: DType) -> ImageBatch {
+        ImageBatch {
+            images: batch.images.cast(dtype),
+            targets: batch.targets,
         }
     }
 

@@ -12,6 +12,7 @@ use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::DatasetError;
 use burn::module::Module;
 use burn::prelude::*;
+use burn::tensor::DType;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::backend::Backend;
@@ -318,6 +319,10 @@ impl Task<CharLm> for TextTask {
             correct,
             examples,
         }
+    }
+
+    fn cast_inputs(&self, batch: TextBatch, _dtype: DType) -> TextBatch {
+        batch
     }
 
     fn shard(&self, batch: TextBatch, devices: &[Device]) -> Vec<(TextBatch, usize)> {

@@ -3,6 +3,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
+use burn::tensor::DType;
 
 /// The notes' multiclass SVM loss, averaged over the batch:
 /// mean_i sum_{j != y_i} max(0, s_ij - s_iy + margin).
@@ -10,6 +11,7 @@ use burn::prelude::*;
 /// # Shapes
 /// - scores: `[batch, classes]`, targets: `[batch]`
 pub fn multiclass_hinge(scores: Tensor<2>, targets: Tensor<1, Int>, margin: f64) -> Tensor<1> {
+    let scores = scores.cast(DType::F32); // in f32 whatever the scores' precision
     let [batch, _] = scores.dims();
     let correct = scores.clone().gather(1, targets.reshape([batch, 1])); // [batch, 1]
     let margins = (scores - correct + margin).clamp_min(0.0); // [batch, classes]

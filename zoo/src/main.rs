@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use zoo::backend::Backend;
 use zoo::config::{Experiment, Override};
@@ -21,6 +21,10 @@ use zoo::train::{StopFlag, TrainError};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Threads for the CPU backends' parallel ops, data loading included (default: one per
+    /// core).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -260,6 +264,13 @@ fn stop_on_signals() -> Result<StopFlag> {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
+    if let Some(threads) = cli.threads {
+        anyhow::ensure!(threads > 0, "--threads must be at least 1");
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("--threads: setting up the thread pool")?;
+    }
     match cli.command {
         Command::Train {
             config,

@@ -53,6 +53,12 @@ pub fn train(
     init_from: Option<&Path>,
     stop: Option<StopFlag>,
 ) -> Result<()> {
+    if !matches!(exp.model, ModelConfig::Knn(_)) {
+        let precision = exp.train.precision;
+        precision
+            .check(backend.name(), &backend.device())
+            .map_err(anyhow::Error::msg)?;
+    }
     if let (Some(dir), false) = (init_from, matches!(exp.model, ModelConfig::Image(_))) {
         anyhow::bail!(
             "--init-from {}: a {} model starts from no saved weights",

@@ -305,3 +305,52 @@ fn leftovers_of_an_interrupted_write_are_removed_and_moved_runs_resume() {
     assert!(!partial.exists() && !tmp.exists());
     assert_eq!(sb.metrics("moved")["epochs"], 2);
 }
+
+/// Mixed precision: f16 on wgpu (lavapipe here) learns, batch norm included, and checkpoints
+/// its loss scale; CPU backends, and half types a device lacks, are refused with one error
+/// that names the key.
+#[test]
+fn f16_trains_on_wgpu_and_cpu_backends_refuse_it() {
+    let sb = Sandbox::with_data(600, 200);
+    let model = "kind = \"mlp\"\nhidden = [32]\nbatch_norm = true";
+    let config = sb.config("mlp16.toml", model, "precision = \"f16\"");
+    let err = assert_clean_failure(&sb.zoo(&["train", &config]));
+    assert!(
+        err.contains("train.precision = \"f16\"") && err.contains("GPU backend"),
+        "{err}"
+    );
+    sb.zoo_ok(&["train", &config, "--backend", "wgpu"]);
+    let accuracy = sb.metrics("runs/mlp16")["test"]["accuracy"]
+        .as_f64()
+        .unwrap();
+    assert!(accuracy > 0.8, "f16 learns the easy classes: {accuracy}");
+    let state = std::fs::read_to_string(
+        sb.path()
+            .join("runs/mlp16/checkpoints/epoch-0002/state.json"),
+    )
+    .unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    // 32 steps (2 epochs of 500 images in batches of 32); an overflow halves the scale and
+    // restarts the count.
+    let good_steps = state["loss_scale"]["good_steps"].as_u64().unwrap();
+    let scale = state["loss_scale"]["scale"].as_f64().unwrap();
+    assert!(
+        (1..=32).contains(&good_steps) && scale <= 65536.0,
+        "{state}"
+    );
+
+    let bf16 = sb.zoo(&[
+        "train",
+        &config,
+        "--backend",
+        "wgpu",
+        "--out",
+        "bf16",
+        "--set",
+        "train.precision=bf16",
+    ]);
+    if !bf16.status.success() {
+        let err = assert_clean_failure(&bf16);
+        assert!(err.contains("does not support bf16"), "{err}");
+    }
+}

@@ -276,3 +276,13 @@ impl<'d> NetBuilder<'d> {
         }
     }
 }
+
+/// `bn` applied in its own precision, f32: under mixed precision (`train::precision`) the rest
+/// of the network computes in half precision, batch norm and its running statistics in f32.
+///
+/// # Shapes
+/// - x: `[batch, channels, ...]`; output: the same
+pub fn batch_norm_f32<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    let dtype = x.dtype();
+    bn.forward(x.cast(bn.gamma.val().dtype())).cast(dtype)
+}

@@ -117,7 +117,7 @@ impl CharLm {
             let (out, state) = layer.forward_with_state(x, state.take());
             states_out.push(state);
             x = match &self.dropout {
-                Some(dropout) => dropout.forward(out),
+                Some(dropout) => kernels::dropout(dropout, out),
                 None => out,
             };
         }

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
-use super::builder::{ConvShape, Init, NetBuilder};
+use super::builder::{batch_norm_f32, ConvShape, Init, NetBuilder};
 use super::pytorch_names::PytorchLayout;
 use crate::invalid::Invalid;
 
@@ -69,7 +69,7 @@ impl ConvUnit {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.conv.forward(x);
         relu(match &self.bn {
-            Some(bn) => bn.forward(x),
+            Some(bn) => batch_norm_f32(bn, x),
             None => x,
         })
     }
@@ -178,8 +178,8 @@ pub fn classifier_forward(
     place: DropoutPlace,
 ) -> Tensor<2> {
     let x = hidden.iter().fold(x, |x, layer| match place {
-        DropoutPlace::BeforeHidden => relu(layer.forward(dropout.forward(x))),
-        DropoutPlace::AfterHidden => dropout.forward(relu(layer.forward(x))),
+        DropoutPlace::BeforeHidden => relu(layer.forward(kernels::dropout(dropout, x))),
+        DropoutPlace::AfterHidden => kernels::dropout(dropout, relu(layer.forward(x))),
     });
     fc.forward(x)
 }

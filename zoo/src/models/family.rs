@@ -3,6 +3,7 @@
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
+use burn::tensor::DType;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -38,8 +39,10 @@ pub trait ImageClassifier {
     }
 }
 
-/// Softmax cross-entropy over `[batch, classes]` scores, the default training loss.
+/// Softmax cross-entropy over `[batch, classes]` scores, the default training loss; in f32
+/// whatever the scores' precision (mixed precision).
 pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let logits = logits.cast(DType::F32);
     CrossEntropyLossConfig::new()
         .init(&logits.device())
         .forward(logits, targets)

@@ -404,7 +404,7 @@ impl AuxClassifier {
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.conv.forward(self.pool.forward(x)).flatten(1, 3);
         self.fc2
-            .forward(self.dropout.forward(relu(self.fc1.forward(x))))
+            .forward(kernels::dropout(&self.dropout, relu(self.fc1.forward(x))))
     }
 }
 
@@ -452,7 +452,7 @@ impl GoogLeNet {
             }
         }
         let x = self.avgpool.forward(x).flatten(1, 3);
-        (self.fc.forward(self.dropout.forward(x)), aux_logits)
+        (self.fc.forward(kernels::dropout(&self.dropout, x)), aux_logits)
     }
 
     /// # Shapes

@@ -4,6 +4,7 @@
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
 use burn::nn::Linear;
 use burn::prelude::*;
+use burn::tensor::DType;
 use serde::{Deserialize, Serialize};
 
 use super::builder::{Init, NetBuilder};
@@ -86,7 +87,7 @@ impl ImageClassifier for LogisticRegression {
     /// Binary cross-entropy of sigmoid(z) against the 0/1 targets.
     fn loss(&self, scores: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
         let [batch, _] = scores.dims();
-        let z = scores.narrow(1, 1, 1).reshape([batch]);
+        let z = scores.narrow(1, 1, 1).reshape([batch]).cast(DType::F32);
         BinaryCrossEntropyLossConfig::new()
             .with_logits(true)
             .init(&z.device())

@@ -6,7 +6,7 @@ use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::builder::{Init, NetBuilder};
+use super::builder::{batch_norm_f32, Init, NetBuilder};
 use super::pytorch_names::PytorchLayout;
 use super::family::{ImageClassifier, ImageFamily};
 use crate::input::ModelInput;
@@ -171,11 +171,11 @@ impl Mlp {
         for block in &self.hidden {
             x = block.linear.forward(x);
             if let Some(norm) = &block.norm {
-                x = norm.forward(x);
+                x = batch_norm_f32(norm, x);
             }
             x = block.activation.forward(x);
             if let Some(dropout) = &block.dropout {
-                x = dropout.forward(x);
+                x = kernels::dropout(dropout, x);
             }
         }
         self.head.forward(x)

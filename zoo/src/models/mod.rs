@@ -18,7 +18,7 @@ use serde::{Serialize, Serializer};
 pub use crate::input::ModelInput;
 use crate::invalid::Invalid;
 use crate::summary::Summary;
-pub use builder::{ConvShape, Init, NetBuilder};
+pub use builder::{batch_norm_f32, ConvShape, Init, NetBuilder};
 pub use family::{cross_entropy, ImageClassifier, ImageFamily};
 pub use pytorch_names::{PytorchLayout, TensorLink};
 

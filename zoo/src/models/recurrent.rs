@@ -210,24 +210,19 @@ impl CellWeights {
     /// # Shapes
     /// - x: `[batch, steps, input]`; output: `[batch, steps, hidden]`
     pub fn forward(&self, x: Tensor<3>, state: Option<CellState>) -> (Tensor<3>, CellState) {
-        let [batch, steps, input] = x.dims();
-        let [rows, hidden] = self.weight_hh.dims();
-        // Every step's input projection in one matmul.
-        let projected = x
-            .reshape([batch * steps, input])
-            .matmul(self.weight_ih.val().transpose())
-            .reshape([batch, steps, rows])
-            + self.bias_ih.val().reshape([1, 1, rows]);
-        let zeros = || Tensor::<2>::zeros([batch, hidden], &projected.device());
+        let [batch, steps, _] = x.dims();
+        let hidden = self.weight_hh.dims()[1];
+        let zeros = || Tensor::<2>::zeros([batch, hidden], &x.device());
         let last = |seq: Tensor<3>| seq.narrow(1, steps - 1, 1).reshape([batch, hidden]);
+        let (w_ih, w_hh) = (self.weight_ih.val(), self.weight_hh.val());
+        let (b_ih, b_hh) = (self.bias_ih.val(), self.bias_hh.val());
         match self.cell {
             Cell::Lstm => {
                 let (h0, c0) = match state {
                     Some(CellState::Lstm { hidden, cell }) => (hidden, cell),
                     _ => (zeros(), zeros()),
                 };
-                let projected = projected + self.bias_hh.val().reshape([1, 1, rows]);
-                let hc = kernels::lstm(projected, self.weight_hh.val(), h0, c0);
+                let hc = kernels::lstm(x, w_ih, w_hh, b_ih + b_hh, h0, c0);
                 let (h, c) = (hc.clone().narrow(2, 0, hidden), hc.narrow(2, hidden, hidden));
                 let state = CellState::Lstm {
                     hidden: last(h.clone()),
@@ -240,10 +235,9 @@ impl CellWeights {
                     Some(CellState::Hidden(h)) => h,
                     _ => zeros(),
                 };
-                let (w, bias) = (self.weight_hh.val(), self.bias_hh.val());
                 let h = match self.cell {
-                    Cell::Gru => kernels::gru(projected, w, bias, h0),
-                    _ => kernels::rnn(projected, w, bias, h0),
+                    Cell::Gru => kernels::gru(x, w_ih, w_hh, b_ih, b_hh, h0),
+                    _ => kernels::rnn(kernels::project(x, w_ih, b_ih), w_hh, b_hh, h0),
                 };
                 (h.clone(), CellState::Hidden(last(h)))
             }
@@ -329,7 +323,7 @@ impl RecurrentClassifier {
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x);
             if let (Some(dropout), true) = (&self.dropout, i + 1 < self.layers.len()) {
-                x = dropout.forward(x);
+                x = kernels::dropout(dropout, x);
             }
         }
         let [_, steps, width] = x.dims();

@@ -14,7 +14,7 @@ use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
 use super::cnn::{scaled, validate_width, Stem};
-use super::builder::{ConvShape, Init, NetBuilder};
+use super::builder::{batch_norm_f32, ConvShape, Init, NetBuilder};
 use super::pytorch_names::PytorchLayout;
 use super::family::{ImageClassifier, ImageFamily};
 use crate::input::ModelInput;
@@ -295,15 +295,16 @@ impl ResidualBlock {
     /// - x: `[batch, in_channels, height, width]`; output: `[batch, out_channels, height', width']`
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => batch_norm_f32(&d.bn, d.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let mut out = self.bn2.forward(
+        let mut out = batch_norm_f32(
+            &self.bn2,
             self.conv2
-                .forward(relu(self.bn1.forward(self.conv1.forward(x)))),
+                .forward(relu(batch_norm_f32(&self.bn1, self.conv1.forward(x)))),
         );
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = bn3.forward(conv3.forward(relu(out)));
+            out = batch_norm_f32(bn3, conv3.forward(relu(out)));
         }
         relu(out + shortcut)
     }
@@ -333,7 +334,7 @@ impl ResNet {
     /// - images: `[batch, channels, height, width]`
     /// - output: `[batch, num_classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let mut x = relu(batch_norm_f32(&self.bn1, self.conv1.forward(images)));
         if let Some(pool) = &self.maxpool {
             x = pool.forward(x);
         }

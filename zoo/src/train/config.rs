@@ -7,6 +7,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
     AdaGradConfig, AdamConfig, AdamWConfig, ModuleOptimizer, RmsPropConfig, SgdConfig,
 };
+use burn::tensor::{DType, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::invalid::{positive, positive_number, unit_interval, Invalid};
@@ -45,6 +46,9 @@ pub struct TrainConfig {
     /// Data-parallel training: each batch is cut into this many shards, one per device of the
     /// backend, whose gradients are averaged on the first device for one optimizer step.
     pub devices: usize,
+    /// Mixed precision on GPU backends: the network computes in f16 (with loss scaling) or
+    /// bf16; the weights and the optimizer stay f32.
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -66,6 +70,7 @@ impl Default for TrainConfig {
             l1: 0.0,
             l2: 0.0,
             devices: 1,
+            precision: Precision::F32,
         }
     }
 }
@@ -107,6 +112,12 @@ impl TrainConfig {
                     format!("expected a number >= 0, got {v}"),
                 ));
             }
+        }
+        if self.precision.half().is_some() && self.devices > 1 {
+            return Err(Invalid::new(
+                "precision",
+                "mixed precision trains on one device; set devices = 1",
+            ));
         }
         if self.clip_grad_norm.is_some() && self.clip_grad_value.is_some() {
             return Err(Invalid::new(
@@ -187,5 +198,51 @@ pub fn optimizer(c: &TrainConfig) -> ModuleOptimizer {
             .with_weight_decay(decay(0.0))
             .with_grad_clipping(clip)
             .init(),
+    }
+}
+
+/// The precision the network computes in during training.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Precision {
+    /// The half-precision type, `None` for f32.
+    pub fn half(self) -> Option<DType> {
+        match self {
+            Precision::F32 => None,
+            Precision::F16 => Some(DType::F16),
+            Precision::Bf16 => Some(DType::BF16),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// Whether `device` (of the backend named `backend`) can train in this precision; why not.
+    pub fn check(self, backend: &str, device: &Device) -> Result<(), String> {
+        let Some(half) = self.half() else {
+            return Ok(());
+        };
+        let name = self.name();
+        if matches!(backend, "flex" | "ndarray") {
+            return Err(format!("train.precision = \"{name}\" needs a GPU backend (wgpu or cuda); {backend} trains in f32"));
+        }
+        if !device.supports_dtype(half) {
+            return Err(format!(
+                "train.precision = \"{name}\": this {backend} device does not support {name}"
+            ));
+        }
+        Ok(())
     }
 }

@@ -55,6 +55,9 @@ pub struct TrainState {
     pub best_val_loss: Option<f64>,
     pub epochs_since_best: usize,
     pub stopped_early: bool,
+    /// The f16 loss scale (mixed precision); absent from the state of older runs.
+    #[serde(default)]
+    pub loss_scale: LossScale,
 }
 
 impl TrainState {
@@ -63,6 +66,44 @@ impl TrainState {
         let seconds: f64 = self.history.iter().map(EpochRecord::seconds_training).sum();
         let examples: usize = self.history.iter().map(|r| r.train_samples).sum();
         examples as f64 / seconds.max(1e-9)
+    }
+}
+
+/// Good f16 steps after which the loss scale doubles (PyTorch's `GradScaler` default).
+pub const GROWTH_INTERVAL: u32 = 2000;
+
+/// The f16 loss scale and how many steps it has gone without an overflow; part of the
+/// checkpointed state, so a resumed run scales as the uninterrupted one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossScale {
+    pub scale: f64,
+    pub good_steps: u32,
+}
+
+impl Default for LossScale {
+    /// PyTorch's initial scale, 2^16.
+    fn default() -> Self {
+        Self {
+            scale: 65536.0,
+            good_steps: 0,
+        }
+    }
+}
+
+impl LossScale {
+    /// Records a step whose gradients were finite (or not): doubles the scale after
+    /// `GROWTH_INTERVAL` finite steps, halves it at an overflow.
+    pub fn observe(&mut self, finite: bool) {
+        if finite {
+            self.good_steps += 1;
+            if self.good_steps == GROWTH_INTERVAL {
+                self.scale *= 2.0;
+                self.good_steps = 0;
+            }
+        } else {
+            self.scale /= 2.0;
+            self.good_steps = 0;
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod history;
+pub mod precision;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -20,13 +21,15 @@ use burn::data::dataset::DatasetError;
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use burn::tensor::Bytes;
+use burn::tensor::{Bytes, DType};
 
 use crate::checkpoint::{self, Position, MODEL_FILE, OPTIM_FILE, STATE_FILE};
 use crate::losses::weight_penalty;
 use crate::schedule::{learning_rate, ScheduleKind};
+pub use config::Precision;
 pub use config::{optimizer, OptimizerKind, TrainConfig};
-pub use history::{EpochRecord, EpochSums, TrainOutcome, TrainState};
+pub use history::{EpochRecord, EpochSums, LossScale, TrainOutcome, TrainState};
+use precision::{cast_weights, unscale};
 use progress::Progress;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,8 +94,9 @@ pub struct Validation {
 }
 
 /// What the trainer needs from a task, whatever its data: a shuffled training loader, the
-/// loss of one batch, and a validation pass. Images and text each implement it once.
-pub trait Task<M> {
+/// loss of one batch, and a validation pass. Images and text each implement it once. `fit`
+/// runs on rayon's pool (`on_pool`), hence `Sync`.
+pub trait Task<M>: Sync {
     type Batch: Send + 'static;
 
     /// The training split, shuffled with `seed`, in batches on `device`.
@@ -104,6 +108,10 @@ pub trait Task<M> {
     ) -> Arc<dyn DataLoader<Self::Batch>>;
 
     fn batch_loss(&self, model: &M, batch: Self::Batch) -> BatchLoss;
+
+    /// The batch with its float inputs in `dtype` (mixed precision); integer inputs (a
+    /// char-lm's) stay as they are.
+    fn cast_inputs(&self, batch: Self::Batch, dtype: DType) -> Self::Batch;
 
     /// The batch cut into one run of consecutive examples per device (moved there), each
     /// with its number of examples; an empty shard is left out.
@@ -128,8 +136,17 @@ pub struct StepStats {
     pub examples: usize,
 }
 
+/// Runs `work` on one thread of rayon's pool, the pool that Flex's parallel ops run on, and
+/// waits for it: each op then starts its parallel work from inside the pool instead of handing
+/// it over from outside (a hand-off per op cost the MLP a third of its training rate). Run a
+/// whole loop of steps in one call, never a call per step: Burn's batch-norm running
+/// statistics are kept per thread until synced, so every step must run on the same thread.
+pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| work())
+}
+
 /// One optimizer step on one batch: the task's loss plus the config's L1/L2 penalty,
-/// backward, update. `fit` trains with it and `zoo bench` times it.
+/// backward, update. `fit` trains with it and `zoo bench` times it (both inside `on_pool`).
 pub fn train_step<M: Module, T: Task<M>>(
     model: M,
     optim: &mut ModuleOptimizer,
@@ -157,6 +174,52 @@ pub fn train_step<M: Module, T: Task<M>>(
         examples,
     };
     (model, stats)
+}
+
+/// `train_step` in half precision (`train.precision`, `precision`): the task's loss (and penalty, in f32) on the half copy of
+/// the network, scaled by `scale` for f16; the gradients unscaled; the optimizer steps the
+/// f32 weights unless a gradient overflowed (f16), in which case the step is skipped.
+pub fn half_precision_step<M: Module, T: Task<M>>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    task: &T,
+    batch: T::Batch,
+    (config, lr): (&TrainConfig, f64),
+    scale: &mut LossScale,
+) -> (M, StepStats) {
+    let half = config.precision.half().expect("a half precision");
+    let network = cast_weights(&model, half);
+    let BatchLoss {
+        mut loss,
+        predictions,
+        correct,
+        examples,
+    } = task.batch_loss(&network, task.cast_inputs(batch, half));
+    loss = loss.cast(DType::F32);
+    if let Some(penalty) = weight_penalty(&model, config.l1, config.l2) {
+        loss = loss + penalty;
+    }
+    let value = loss.clone().into_scalar::<f64>();
+    let factor = match config.precision {
+        Precision::F16 => scale.scale,
+        _ => 1.0,
+    };
+    let mut grads = GradientsParams::from_grads(loss.mul_scalar(factor).backward(), &model);
+    let finite = unscale(&mut grads, &model, 1.0 / factor);
+    let stats = StepStats {
+        loss: value,
+        predictions,
+        correct,
+        examples,
+    };
+    if config.precision != Precision::F16 {
+        return (optim.step(lr, model, grads), stats);
+    }
+    scale.observe(finite);
+    match finite {
+        true => (optim.step(lr, model, grads), stats),
+        false => (model, stats),
+    }
 }
 
 /// `train_step` with the batch cut across `devices` (data parallelism): each shard's loss,
@@ -265,6 +328,17 @@ impl Trainer<'_> {
         task: &T,
         resume: bool,
     ) -> Result<TrainOutcome<M>, TrainError> {
+        // The whole loop, loading and validation included, on one thread of rayon's pool.
+        on_pool(|| self.fit_here(model, task, resume))
+    }
+
+    /// `fit` on the calling thread.
+    fn fit_here<M: Module, T: Task<M>>(
+        &self,
+        model: M,
+        task: &T,
+        resume: bool,
+    ) -> Result<TrainOutcome<M>, TrainError> {
         let main = &self.devices[0];
         let device = main.clone().autodiff();
         // `train()` moves the parameters onto the autodiff device with gradients tracked.
@@ -326,6 +400,14 @@ impl Trainer<'_> {
                 }
                 let step;
                 (model, step) = match self.devices.len() {
+                    _ if self.config.precision.half().is_some() => half_precision_step(
+                        model,
+                        &mut optim,
+                        task,
+                        batch,
+                        (self.config, lr),
+                        &mut state.loss_scale,
+                    ),
                     1 => train_step(model, &mut optim, task, batch, self.config, lr),
                     _ => data_parallel_step(
                         model,
