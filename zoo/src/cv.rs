@@ -78,6 +78,10 @@ pub fn cross_validate(
     for combo in combos {
         let overrides: Vec<Override> = base.iter().chain(combo).cloned().collect();
         let exp = Experiment::load(config, &overrides)?;
+        exp.train
+            .precision
+            .check(backend.name(), &device)
+            .map_err(anyhow::Error::msg)?;
         let setting = combo
             .iter()
             .map(|o| format!("{}={}", o.key, o.value))
