@@ -67,7 +67,7 @@ impl ConvUnit {
     /// # Shapes
     /// - input: `[batch, in_channels, height, width]`; output: `[batch, out_channels, height', width']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv.forward(x);
+        let x = kernels::conv2d(&self.conv, x);
         relu(match &self.bn {
             Some(bn) => batch_norm_f32(bn, x),
             None => x,

@@ -151,8 +151,8 @@ impl LeNet5 {
     /// - output: `[batch, num_classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let act = &self.activation;
-        let x = self.pool1.forward(act.forward(self.conv1.forward(images))); // [batch, 6, 14, 14]
-        let x = self.pool2.forward(act.forward(self.conv2.forward(x))); // [batch, 16, 5, 5]
+        let x = self.pool1.forward(act.forward(kernels::conv2d(&self.conv1, images))); // [batch, 6, 14, 14]
+        let x = self.pool2.forward(act.forward(kernels::conv2d(&self.conv2, x))); // [batch, 16, 5, 5]
         let x = act.forward(self.fc1.forward(x.flatten(1, 3))); // [batch, 120]
         let x = act.forward(self.fc2.forward(x)); // [batch, 84]
         self.fc3.forward(x)

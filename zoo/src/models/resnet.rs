@@ -295,16 +295,18 @@ impl ResidualBlock {
     /// - x: `[batch, in_channels, height, width]`; output: `[batch, out_channels, height', width']`
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut = match &self.downsample {
-            Some(d) => batch_norm_f32(&d.bn, d.conv.forward(x.clone())),
+            Some(d) => batch_norm_f32(&d.bn, kernels::conv2d(&d.conv, x.clone())),
             None => x.clone(),
         };
         let mut out = batch_norm_f32(
             &self.bn2,
-            self.conv2
-                .forward(relu(batch_norm_f32(&self.bn1, self.conv1.forward(x)))),
+            kernels::conv2d(
+                &self.conv2,
+                relu(batch_norm_f32(&self.bn1, kernels::conv2d(&self.conv1, x))),
+            ),
         );
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = batch_norm_f32(bn3, conv3.forward(relu(out)));
+            out = batch_norm_f32(bn3, kernels::conv2d(conv3, relu(out)));
         }
         relu(out + shortcut)
     }
@@ -334,7 +336,7 @@ impl ResNet {
     /// - images: `[batch, channels, height, width]`
     /// - output: `[batch, num_classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(batch_norm_f32(&self.bn1, self.conv1.forward(images)));
+        let mut x = relu(batch_norm_f32(&self.bn1, kernels::conv2d(&self.conv1, images)));
         if let Some(pool) = &self.maxpool {
             x = pool.forward(x);
         }

@@ -1,0 +1,408 @@
+//! The convolution on Flex. The batch is cut into one run of images per thread; each thread
+//! unfolds its images one at a time into its own column buffer (im2col, straight from NCHW:
+//! a row per input channel and kernel position, a column per output position) and writes the
+//! image's output with one gemm, `weight [out, in k k] @ columns [in k k, positions]`, on top
+//! of the bias. A 1x1 convolution with stride 1 and no padding needs no buffer: the image is
+//! its own column matrix. The backward unfolds each image again rather than keeping the
+//! columns (they can be many times the input's size): the weight's gradient accumulates
+//! `d_out @ columns^T` per thread, summed over threads in a fixed order; the input's gradient
+//! is `weight^T @ d_out` folded back onto the image (col2im), skipped when no gradient is
+//! needed for the input (the images fed to the first layer).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Flex};
+use rayon::prelude::*;
+
+use crate::conv::{ConvOps, Geometry};
+use crate::flex::{contiguous, tensor, values};
+use crate::matmul::{matmul_into, View};
+
+/// The sizes of one convolution.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    batch: usize,
+    in_channels: usize,
+    height: usize,
+    width: usize,
+    out_channels: usize,
+    kernel: [usize; 2],
+    out_height: usize,
+    out_width: usize,
+    geometry: Geometry,
+}
+
+impl Sizes {
+    fn of(x: &FlexTensor, weight: &FlexTensor, geometry: Geometry) -> Self {
+        let [batch, in_channels, height, width] = dims(x);
+        let [out_channels, weight_in, kernel_height, kernel_width] = dims(weight);
+        assert_eq!(
+            in_channels, weight_in,
+            "conv2d: input channels differ from the weight's"
+        );
+        let out_side = |axis: usize, side: usize, kernel: usize| {
+            let reach = geometry.dilation[axis] * (kernel - 1) + 1;
+            (side + 2 * geometry.padding[axis]).saturating_sub(reach) / geometry.stride[axis] + 1
+        };
+        let fits = |axis: usize, side: usize, kernel: usize| {
+            side + 2 * geometry.padding[axis] >= geometry.dilation[axis] * (kernel - 1) + 1
+        };
+        assert!(
+            fits(0, height, kernel_height) && fits(1, width, kernel_width),
+            "conv2d: a {kernel_height}x{kernel_width} kernel does not fit a {height}x{width} input"
+        );
+        Self {
+            batch,
+            in_channels,
+            height,
+            width,
+            out_channels,
+            kernel: [kernel_height, kernel_width],
+            out_height: out_side(0, height, kernel_height),
+            out_width: out_side(1, width, kernel_width),
+            geometry,
+        }
+    }
+
+    /// Rows of the column matrix (and columns of the weight matrix): in k k.
+    fn taps(&self) -> usize {
+        self.in_channels * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Output positions of one image: the columns of the column matrix.
+    fn positions(&self) -> usize {
+        self.out_height * self.out_width
+    }
+
+    fn image_len(&self) -> usize {
+        self.in_channels * self.height * self.width
+    }
+
+    fn out_image_len(&self) -> usize {
+        self.out_channels * self.positions()
+    }
+
+    /// Whether each image is its own column matrix (1x1 kernel, stride 1, no padding).
+    fn pointwise(&self) -> bool {
+        let g = self.geometry;
+        self.kernel == [1, 1] && g.stride == [1, 1] && g.padding == [0, 0]
+    }
+
+    /// Images per thread: the batch in one run per thread.
+    fn images_per_run(&self) -> usize {
+        self.batch.div_ceil(rayon::current_num_threads()).max(1)
+    }
+
+    /// The weight as a `[out, in k k]` matrix.
+    fn weight_matrix<'a>(&self, weight: &'a [f32]) -> View<'a> {
+        View::rows(weight, self.out_channels, self.taps(), self.taps())
+    }
+
+    /// An image's `[channels, positions]` output (or its gradient) as a matrix.
+    fn out_matrix<'a>(&self, out: &'a [f32]) -> View<'a> {
+        View::rows(out, self.out_channels, self.positions(), self.positions())
+    }
+}
+
+fn dims(t: &FlexTensor) -> [usize; 4] {
+    let shape = t.layout().shape();
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+/// For kernel offset `offset` (kernel index times dilation, less the padding) along an axis
+/// of `side` input values: the output positions `lo..hi` whose input `o * stride + offset`
+/// lies inside the input.
+fn inside(offset: isize, stride: usize, side: usize, outputs: usize) -> (usize, usize) {
+    let stride = stride as isize;
+    let lo = if offset < 0 {
+        (-offset + stride - 1) / stride
+    } else {
+        0
+    };
+    let hi = if offset < side as isize {
+        ((side as isize - offset + stride - 1) / stride).min(outputs as isize)
+    } else {
+        0
+    };
+    (lo as usize, (hi as usize).max(lo as usize))
+}
+
+/// Calls `f(row, out_row, in_row, offset, lo..hi)` for every row of the column matrix and
+/// output row `out_row` whose input row `in_row` (of channel `row`'s) lies inside the image:
+/// the column matrix's `(row, out_row * out_width + o)` is the image's
+/// `(channel, in_row, o * stride + offset)` for `o` in `lo..hi`, zero elsewhere.
+fn for_each_tap(s: &Sizes, mut f: impl FnMut(usize, usize, usize, isize, (usize, usize))) {
+    let g = s.geometry;
+    let [kernel_height, kernel_width] = s.kernel;
+    for c in 0..s.in_channels {
+        for ky in 0..kernel_height {
+            let y_offset = (ky * g.dilation[0]) as isize - g.padding[0] as isize;
+            let (y_lo, y_hi) = inside(y_offset, g.stride[0], s.height, s.out_height);
+            for kx in 0..kernel_width {
+                let row = (c * kernel_height + ky) * kernel_width + kx;
+                let x_offset = (kx * g.dilation[1]) as isize - g.padding[1] as isize;
+                let span = inside(x_offset, g.stride[1], s.width, s.out_width);
+                if span.0 == span.1 {
+                    continue; // this kernel column only ever meets padding
+                }
+                for out_row in y_lo..y_hi {
+                    let in_row = (out_row * g.stride[0]) as isize + y_offset;
+                    f(row, out_row, c * s.height + in_row as usize, x_offset, span);
+                }
+            }
+        }
+    }
+}
+
+/// Unfolds one `[in, height, width]` image into `columns`, `[in k k, positions]`.
+fn im2col(image: &[f32], columns: &mut [f32], s: &Sizes) {
+    let (positions, stride) = (s.positions(), s.geometry.stride[1]);
+    // Zero first: padding and rows outside the image stay zero.
+    columns.fill(0.0);
+    for_each_tap(s, |row, out_row, in_row, offset, (lo, hi)| {
+        let out = &mut columns[row * positions + out_row * s.out_width..][lo..hi];
+        let first = in_row * s.width + ((lo * stride) as isize + offset) as usize;
+        // Loops over zipped slices: no bounds checks, and vectorized when the stride is 1.
+        if stride == 1 {
+            for (out, value) in out.iter_mut().zip(&image[first..]) {
+                *out = *value;
+            }
+        } else {
+            for (out, value) in out.iter_mut().zip(image[first..].iter().step_by(stride)) {
+                *out = *value;
+            }
+        }
+    });
+}
+
+/// Folds `columns`, `[in k k, positions]`, back onto one image's gradient (adding where
+/// kernel positions overlap): the transpose of `im2col`.
+fn col2im(columns: &[f32], image: &mut [f32], s: &Sizes) {
+    let (positions, stride) = (s.positions(), s.geometry.stride[1]);
+    for_each_tap(s, |row, out_row, in_row, offset, (lo, hi)| {
+        let column = &columns[row * positions + out_row * s.out_width..][lo..hi];
+        let first = in_row * s.width + ((lo * stride) as isize + offset) as usize;
+        if stride == 1 {
+            for (input, value) in image[first..].iter_mut().zip(column) {
+                *input += value;
+            }
+        } else {
+            for (input, value) in image[first..].iter_mut().step_by(stride).zip(column) {
+                *input += value;
+            }
+        }
+    });
+}
+
+/// The forward: `[batch, out, positions]` from contiguous `x`, `weight` and `bias`.
+fn forward(x: &[f32], weight: &[f32], bias: &[f32], s: &Sizes) -> Vec<f32> {
+    let (image_len, out_len, per_run) = (s.image_len(), s.out_image_len(), s.images_per_run());
+    let mut out = vec![0.0; s.batch * out_len];
+    out.par_chunks_mut(per_run * out_len)
+        .zip(x.par_chunks(per_run * image_len))
+        .for_each(|(out, x)| {
+            let mut columns = vec![
+                0.0;
+                if s.pointwise() {
+                    0
+                } else {
+                    s.taps() * s.positions()
+                }
+            ];
+            for (out, image) in out.chunks_exact_mut(out_len).zip(x.chunks_exact(image_len)) {
+                for (row, b) in out.chunks_exact_mut(s.positions()).zip(bias) {
+                    row.fill(*b);
+                }
+                let columns = unfold(image, &mut columns, s);
+                matmul_into(out, s.weight_matrix(weight), columns, true);
+            }
+        });
+    out
+}
+
+/// An image's column matrix: the image itself when pointwise, else `buffer` filled by im2col.
+fn unfold<'a>(image: &'a [f32], buffer: &'a mut [f32], s: &Sizes) -> View<'a> {
+    if s.pointwise() {
+        return View::rows(image, s.taps(), s.positions(), s.positions());
+    }
+    im2col(image, buffer, s);
+    View::rows(buffer, s.taps(), s.positions(), s.positions())
+}
+
+/// One run of images' share of the weight's and the bias's gradients.
+struct Partial {
+    d_weight: Vec<f32>,
+    d_bias: Vec<f32>,
+}
+
+/// The backward from `d_out`, `[batch, out, positions]`: the gradients of x (when `d_x_needed`),
+/// of the weight and of the bias.
+fn backward(
+    x: &[f32],
+    weight: &[f32],
+    d_out: &[f32],
+    s: &Sizes,
+    d_x_needed: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let (image_len, out_len, per_run) = (s.image_len(), s.out_image_len(), s.images_per_run());
+    let (taps, positions) = (s.taps(), s.positions());
+    let mut d_x = vec![0.0; if d_x_needed { s.batch * image_len } else { 0 }];
+    // Without d_x, each run gets an empty slice of it.
+    let d_x_runs: Vec<&mut [f32]> = if d_x_needed {
+        d_x.chunks_mut(per_run * image_len).collect()
+    } else {
+        (0..s.batch.div_ceil(per_run))
+            .map(|_| &mut [][..])
+            .collect()
+    };
+    let weight_t = View::transposed(weight, s.out_channels, taps);
+    let partials: Vec<Partial> = d_x_runs
+        .into_par_iter()
+        .zip(x.par_chunks(per_run * image_len))
+        .zip(d_out.par_chunks(per_run * out_len))
+        .map(|((d_x, x), d_out)| {
+            let mut partial = Partial {
+                d_weight: vec![0.0; s.out_channels * taps],
+                d_bias: vec![0.0; s.out_channels],
+            };
+            let buffer_len = if s.pointwise() { 0 } else { taps * positions };
+            let (mut columns, mut d_columns) = (vec![0.0; buffer_len], vec![0.0; buffer_len]);
+            for (b, (image, d_out)) in x
+                .chunks_exact(image_len)
+                .zip(d_out.chunks_exact(out_len))
+                .enumerate()
+            {
+                for (sum, row) in partial.d_bias.iter_mut().zip(d_out.chunks_exact(positions)) {
+                    *sum += row.iter().sum::<f32>();
+                }
+                let image_columns = unfold(image, &mut columns, s);
+                let columns_t = View::transposed(image_columns.values, taps, positions);
+                matmul_into(&mut partial.d_weight, s.out_matrix(d_out), columns_t, true);
+                if d_x_needed {
+                    let d_image = &mut d_x[b * image_len..][..image_len];
+                    if s.pointwise() {
+                        matmul_into(d_image, weight_t, s.out_matrix(d_out), false);
+                    } else {
+                        matmul_into(&mut d_columns, weight_t, s.out_matrix(d_out), false);
+                        col2im(&d_columns, d_image, s);
+                    }
+                }
+            }
+            partial
+        })
+        .collect();
+    let mut d_weight = vec![0.0; s.out_channels * taps];
+    let mut d_bias = vec![0.0; s.out_channels];
+    for partial in &partials {
+        add(&mut d_weight, &partial.d_weight);
+        add(&mut d_bias, &partial.d_bias);
+    }
+    (d_x_needed.then_some(d_x), d_weight, d_bias)
+}
+
+fn add(sum: &mut [f32], values: &[f32]) {
+    for (s, v) in sum.iter_mut().zip(values) {
+        *s += v;
+    }
+}
+
+/// The forward on Flex tensors.
+fn forward_tensor(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, s: &Sizes) -> FlexTensor {
+    let out = forward(values(x), values(weight), values(bias), s);
+    tensor(out, &[s.batch, s.out_channels, s.out_height, s.out_width])
+}
+
+impl ConvOps for Flex {
+    fn fast_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: Geometry,
+    ) -> FloatTensor<Self> {
+        let [x, weight, bias] = [x, weight, bias].map(contiguous);
+        let sizes = Sizes::of(&x, &weight, geometry);
+        forward_tensor(&x, &weight, &bias, &sizes)
+    }
+}
+
+/// The convolution as one autodiff op.
+#[derive(Debug)]
+struct Convolution;
+
+/// What the backward needs: the input, the weight (contiguous) and the sizes.
+#[derive(Debug, Clone)]
+struct Saved {
+    x: FlexTensor,
+    weight: FlexTensor,
+    sizes: Sizes,
+}
+
+impl Backward<Flex, 3> for Convolution {
+    type State = Saved;
+
+    fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_out = contiguous(grads.consume::<Flex>(&ops.node));
+        let Saved { x, weight, sizes } = &ops.state;
+        let [x_node, weight_node, bias_node] = &ops.parents;
+        let (d_x, d_weight, d_bias) = backward(
+            values(x),
+            values(weight),
+            values(&d_out),
+            sizes,
+            x_node.is_some(),
+        );
+        if let (Some(node), Some(d_x)) = (x_node, d_x) {
+            grads.register::<Flex>(node.id, tensor(d_x, x.layout().shape()));
+        }
+        if let Some(node) = weight_node {
+            grads.register::<Flex>(node.id, tensor(d_weight, weight.layout().shape()));
+        }
+        if let Some(node) = bias_node {
+            grads.register::<Flex>(node.id, tensor(d_bias, &[sizes.out_channels]));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> ConvOps for Autodiff<Flex, C> {
+    fn fast_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: Geometry,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), weight.node(), bias.node()];
+        let [x, weight, bias] = [x, weight, bias].map(|input| contiguous(input.into_primitive()));
+        let sizes = Sizes::of(&x, &weight, geometry);
+        let out = forward_tensor(&x, &weight, &bias, &sizes);
+        match Convolution.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(Saved { x, weight, sizes }, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inside_keeps_exactly_the_positions_that_land_in_the_input() {
+        for offset in -4isize..6 {
+            for stride in 1..4 {
+                for side in 1..8 {
+                    let outputs = 7;
+                    let (lo, hi) = inside(offset, stride, side, outputs);
+                    for o in 0..outputs {
+                        let i = (o * stride) as isize + offset;
+                        let lands = (0..side as isize).contains(&i);
+                        assert_eq!(lands, (lo..hi).contains(&o), "{offset} {stride} {side} {o}");
+                    }
+                }
+            }
+        }
+    }
+}
