@@ -40,13 +40,7 @@ pub trait ConvOps: Backend {
 /// # Shapes
 /// - x: `[batch, in, height, width]`; output: `[batch, out, height', width']`
 pub fn conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let padding = match layer.padding {
-        PaddingConfig2d::Valid => Some([0, 0]),
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
-            Some([top, left])
-        }
-        _ => None,
-    };
+    let padding = symmetric_padding(&layer.padding);
     let weight = layer.weight.val();
     let (Some(padding), 1, true, true) =
         (padding, layer.groups, on_flex_f32(&x), on_flex_f32(&weight))
@@ -59,6 +53,18 @@ pub fn conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         dilation: layer.dilation,
     };
     conv2d_with(x, weight, layer.bias.as_ref().map(|b| b.val()), geometry)
+}
+
+/// The padding on each side (height, width) when both sides of each axis get the same, as
+/// our ops take it; `None` for "same" padding, which Burn works out from the input.
+pub(crate) fn symmetric_padding(padding: &PaddingConfig2d) -> Option<[usize; 2]> {
+    match *padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some([top, left])
+        }
+        _ => None,
+    }
 }
 
 /// The convolution of `x` by `weight` (plus `bias`): our op on Flex, Burn's elsewhere.

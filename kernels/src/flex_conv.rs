@@ -131,67 +131,147 @@ fn inside(offset: isize, stride: usize, side: usize, outputs: usize) -> (usize, 
     (lo as usize, (hi as usize).max(lo as usize))
 }
 
-/// Calls `f(row, out_row, in_row, offset, lo..hi)` for every row of the column matrix and
-/// output row `out_row` whose input row `in_row` (of channel `row`'s) lies inside the image:
-/// the column matrix's `(row, out_row * out_width + o)` is the image's
-/// `(channel, in_row, o * stride + offset)` for `o` in `lo..hi`, zero elsewhere.
-fn for_each_tap(s: &Sizes, mut f: impl FnMut(usize, usize, usize, isize, (usize, usize))) {
+/// Where one row of the column matrix (input channel `channel`, one kernel position) reads
+/// the image: output rows `rows` and columns `columns` land inside it, at input row
+/// `out_row * stride + y_offset` and column `o * stride + x_offset`; all else is padding.
+#[derive(Debug, Clone, Copy)]
+struct Tap {
+    row: usize,
+    channel: usize,
+    rows: (usize, usize),
+    columns: (usize, usize),
+    y_offset: isize,
+    x_offset: isize,
+}
+
+impl Tap {
+    /// Whether this kernel position only ever meets padding.
+    fn is_padding(&self) -> bool {
+        self.rows.0 == self.rows.1 || self.columns.0 == self.columns.1
+    }
+
+    /// The index in the channel's `[height, width]` plane of output `(out_row, columns.0)`.
+    fn first_input(&self, out_row: usize, s: &Sizes) -> usize {
+        let [stride_y, stride_x] = s.geometry.stride;
+        let y = (out_row * stride_y) as isize + self.y_offset;
+        let x = (self.columns.0 * stride_x) as isize + self.x_offset;
+        (y * s.width as isize + x) as usize
+    }
+
+    /// With stride 1 and as many output columns as input columns, output position `j` of the
+    /// row reads input `j + shift`: the whole row is one run, but for the padding columns.
+    fn shift(&self, s: &Sizes) -> Option<isize> {
+        let one_run = s.geometry.stride == [1, 1] && s.width == s.out_width;
+        one_run.then(|| self.y_offset * s.width as isize + self.x_offset)
+    }
+}
+
+/// Calls `f` for every row of the column matrix.
+fn for_each_tap(s: &Sizes, mut f: impl FnMut(Tap)) {
     let g = s.geometry;
     let [kernel_height, kernel_width] = s.kernel;
-    for c in 0..s.in_channels {
+    for channel in 0..s.in_channels {
         for ky in 0..kernel_height {
             let y_offset = (ky * g.dilation[0]) as isize - g.padding[0] as isize;
-            let (y_lo, y_hi) = inside(y_offset, g.stride[0], s.height, s.out_height);
+            let rows = inside(y_offset, g.stride[0], s.height, s.out_height);
             for kx in 0..kernel_width {
-                let row = (c * kernel_height + ky) * kernel_width + kx;
                 let x_offset = (kx * g.dilation[1]) as isize - g.padding[1] as isize;
-                let span = inside(x_offset, g.stride[1], s.width, s.out_width);
-                if span.0 == span.1 {
-                    continue; // this kernel column only ever meets padding
-                }
-                for out_row in y_lo..y_hi {
-                    let in_row = (out_row * g.stride[0]) as isize + y_offset;
-                    f(row, out_row, c * s.height + in_row as usize, x_offset, span);
-                }
+                let columns = inside(x_offset, g.stride[1], s.width, s.out_width);
+                f(Tap {
+                    row: (channel * kernel_height + ky) * kernel_width + kx,
+                    channel,
+                    rows,
+                    columns,
+                    y_offset,
+                    x_offset,
+                });
             }
         }
     }
 }
 
+/// The padding positions inside a one-run tap's span (`Tap::shift`): the columns left of and
+/// right of `columns` in each output row but the first's left and the last's right.
+fn padding_between(tap: &Tap, s: &Sizes) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let (first, last) = tap.rows;
+    let (lo, hi) = tap.columns;
+    let width = s.out_width;
+    (first..last - 1).map(move |r| r * width + hi..(r + 1) * width + lo)
+}
+
 /// Unfolds one `[in, height, width]` image into `columns`, `[in k k, positions]`.
 fn im2col(image: &[f32], columns: &mut [f32], s: &Sizes) {
-    let (positions, stride) = (s.positions(), s.geometry.stride[1]);
-    // Zero first: padding and rows outside the image stay zero.
-    columns.fill(0.0);
-    for_each_tap(s, |row, out_row, in_row, offset, (lo, hi)| {
-        let out = &mut columns[row * positions + out_row * s.out_width..][lo..hi];
-        let first = in_row * s.width + ((lo * stride) as isize + offset) as usize;
-        // Loops over zipped slices: no bounds checks, and vectorized when the stride is 1.
-        if stride == 1 {
-            for (out, value) in out.iter_mut().zip(&image[first..]) {
-                *out = *value;
+    let (positions, stride, plane) = (s.positions(), s.geometry.stride[1], s.height * s.width);
+    // Every element is written once: a value of the image, or a zero for the padding.
+    for_each_tap(s, |tap| {
+        let row = &mut columns[tap.row * positions..][..positions];
+        if tap.is_padding() {
+            return row.fill(0.0);
+        }
+        let plane = &image[tap.channel * plane..][..plane];
+        let (lo, hi) = tap.columns;
+        let width = s.out_width;
+        if let Some(shift) = tap.shift(s) {
+            // One copy of the run, then the padding inside it back to zero.
+            let run = tap.rows.0 * width + lo..(tap.rows.1 - 1) * width + hi;
+            let from = (run.start as isize + shift) as usize;
+            row[..run.start].fill(0.0);
+            row[run.end..].fill(0.0);
+            row[run.clone()].copy_from_slice(&plane[from..][..run.len()]);
+            for padding in padding_between(&tap, s) {
+                row[padding].fill(0.0);
             }
-        } else {
-            for (out, value) in out.iter_mut().zip(image[first..].iter().step_by(stride)) {
-                *out = *value;
+            return;
+        }
+        row[..tap.rows.0 * width].fill(0.0);
+        row[tap.rows.1 * width..].fill(0.0);
+        for out_row in tap.rows.0..tap.rows.1 {
+            let out = &mut row[out_row * width..][..width];
+            out[..lo].fill(0.0);
+            out[hi..].fill(0.0);
+            let out = &mut out[lo..hi];
+            let first = tap.first_input(out_row, s);
+            // Zipped slices: no bounds checks, and vectorized when the stride is 1.
+            if stride == 1 {
+                out.copy_from_slice(&plane[first..][..out.len()]);
+            } else {
+                for (out, value) in out.iter_mut().zip(plane[first..].iter().step_by(stride)) {
+                    *out = *value;
+                }
             }
         }
     });
 }
 
 /// Folds `columns`, `[in k k, positions]`, back onto one image's gradient (adding where
-/// kernel positions overlap): the transpose of `im2col`.
-fn col2im(columns: &[f32], image: &mut [f32], s: &Sizes) {
-    let (positions, stride) = (s.positions(), s.geometry.stride[1]);
-    for_each_tap(s, |row, out_row, in_row, offset, (lo, hi)| {
-        let column = &columns[row * positions + out_row * s.out_width..][lo..hi];
-        let first = in_row * s.width + ((lo * stride) as isize + offset) as usize;
-        if stride == 1 {
-            for (input, value) in image[first..].iter_mut().zip(column) {
+/// kernel positions overlap): the transpose of `im2col`. The padding positions of `columns`
+/// (gradients of the padding, which no one needs) are overwritten with zeros.
+fn col2im(columns: &mut [f32], image: &mut [f32], s: &Sizes) {
+    let (positions, stride, plane) = (s.positions(), s.geometry.stride[1], s.height * s.width);
+    for_each_tap(s, |tap| {
+        if tap.is_padding() {
+            return;
+        }
+        let row = &mut columns[tap.row * positions..][..positions];
+        let plane = &mut image[tap.channel * plane..][..plane];
+        let (lo, hi) = tap.columns;
+        if let Some(shift) = tap.shift(s) {
+            // Zeros where the run crosses padding, then one pass adds the whole run (adding
+            // zero leaves a value as it is).
+            for padding in padding_between(&tap, s) {
+                row[padding].fill(0.0);
+            }
+            let run = tap.rows.0 * s.out_width + lo..(tap.rows.1 - 1) * s.out_width + hi;
+            let from = (run.start as isize + shift) as usize;
+            for (input, value) in plane[from..][..run.len()].iter_mut().zip(&row[run]) {
                 *input += value;
             }
-        } else {
-            for (input, value) in image[first..].iter_mut().step_by(stride).zip(column) {
+            return;
+        }
+        for out_row in tap.rows.0..tap.rows.1 {
+            let column = &row[out_row * s.out_width..][lo..hi];
+            let first = tap.first_input(out_row, s);
+            for (input, value) in plane[first..].iter_mut().step_by(stride).zip(column) {
                 *input += value;
             }
         }
@@ -288,7 +368,7 @@ fn backward(
                         matmul_into(d_image, weight_t, s.out_matrix(d_out), false);
                     } else {
                         matmul_into(&mut d_columns, weight_t, s.out_matrix(d_out), false);
-                        col2im(&d_columns, d_image, s);
+                        col2im(&mut d_columns, d_image, s);
                     }
                 }
             }

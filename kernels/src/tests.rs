@@ -314,6 +314,35 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+
+    /// "Same" convolutions (stride 1, output as wide as the input), where each kernel
+    /// position's columns are one run across the output rows.
+    #[test]
+    fn flex_same_conv2d_matches_burns(
+        batch in 1usize..4, in_channels in 1usize..4, height in 1usize..10, width in 1usize..10,
+        out_channels in 1usize..5, half_kernel in 0usize..3, dilation in 1usize..3,
+        x_needs_grad: bool,
+    ) {
+        let padding = dilation * half_kernel;
+        let geometry = crate::conv::Geometry {
+            stride: [1, 1],
+            padding: [padding, padding],
+            dilation: [dilation, dilation],
+        };
+        let kernel = 2 * half_kernel + 1;
+        compare_conv(
+            [batch, in_channels, height, width],
+            out_channels,
+            [kernel, kernel],
+            geometry,
+            true,
+            x_needs_grad,
+        );
+    }
+}
+
 /// The shapes the model zoo runs: a 1x1 convolution (no column buffer), a batch of many
 /// images per thread, an edge case, and a layer's entry point (`conv2d(&Conv2d, x)`) against its `forward`
 /// on Flex with and without autodiff, and on ndarray.
@@ -347,5 +376,123 @@ fn flex_conv2d_matches_burns_on_the_zoos_shapes() {
         let x = Tensor::<4>::random([4, 3, 11, 8], Distribution::Normal(0.0, 1.0), &device);
         let gap = relative_gap(crate::conv2d(&layer, x.clone()), layer.forward(x));
         assert!(gap < 1e-5, "{device:?}: {gap}");
+    }
+}
+
+/// Compares our batch norm with Burn's (`BatchNorm::forward` in training, on Flex with
+/// autodiff) on a `[batch, channels, ...]` input: the output, the gradients of the input, gamma
+/// and beta, and the running statistics after the step.
+fn compare_batch_norm<const D: usize>(shape: [usize; D], offset: f32) {
+    let device = Device::flex().autodiff();
+    let channels = shape[1];
+    let new_layer = || {
+        let mut bn = burn::nn::BatchNormConfig::new(channels).init(&device);
+        // Gamma and beta away from 1 and 0, so that a mix-up shows.
+        bn.gamma = burn::module::Param::from_tensor(random([channels], &device));
+        bn.beta = burn::module::Param::from_tensor(random([channels], &device));
+        bn
+    };
+    let (ours_layer, burns_layer) = (new_layer(), new_layer());
+    let burns_layer = burn::nn::BatchNorm {
+        gamma: burn::module::Param::from_tensor(ours_layer.gamma.val().detach().require_grad()),
+        beta: burn::module::Param::from_tensor(ours_layer.beta.val().detach().require_grad()),
+        ..burns_layer
+    };
+    // An offset: the variance must come from centred values, not from E[x^2] - E[x]^2.
+    let x = (Tensor::<D>::random(shape, Distribution::Normal(0.0, 2.0), &device) + offset)
+        .require_grad();
+    let ours = crate::batch_norm(&ours_layer, x.clone());
+    let burns = burns_layer.forward(x.clone());
+    let gap = relative_gap(ours.clone(), burns.clone());
+    assert!(gap < 1e-5, "{shape:?}: outputs differ by {gap}");
+    let weights = Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let grads = (ours * weights.clone()).sum().backward();
+    let expected = (burns * weights).sum().backward();
+    let gaps = [
+        relative_gap(x.grad(&grads).unwrap(), x.grad(&expected).unwrap()),
+        relative_gap(
+            ours_layer.gamma.val().grad(&grads).unwrap(),
+            burns_layer.gamma.val().grad(&expected).unwrap(),
+        ),
+        relative_gap(
+            ours_layer.beta.val().grad(&grads).unwrap(),
+            burns_layer.beta.val().grad(&expected).unwrap(),
+        ),
+        relative_gap(
+            ours_layer.running_mean.value_sync(),
+            burns_layer.running_mean.value_sync(),
+        ),
+        relative_gap(
+            ours_layer.running_var.value_sync(),
+            burns_layer.running_var.value_sync(),
+        ),
+    ];
+    for (name, gap) in ["x", "gamma", "beta", "running mean", "running var"]
+        .iter()
+        .zip(gaps)
+    {
+        assert!(gap < 1e-4, "{shape:?}: {name} differs by {gap}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(30))]
+
+    #[test]
+    fn flex_batch_norm_matches_burns(
+        batch in 1usize..9, channels in 1usize..7, height in 1usize..9, width in 1usize..40,
+        offset in -5.0f32..5.0,
+    ) {
+        // A single value per channel has no variance to normalize by.
+        prop_assume!(batch * height * width > 1);
+        compare_batch_norm([batch, channels, height, width], offset);
+    }
+}
+
+/// Batch norm on features (`[batch, features]`, as in an MLP) and on sequences, and on a
+/// batch of the zoo's size; in evaluation both use the running statistics.
+#[test]
+fn flex_batch_norm_matches_burns_on_features_and_large_batches() {
+    compare_batch_norm([37, 5], 3.0);
+    compare_batch_norm([4, 3, 17], -1.0);
+    compare_batch_norm([128, 8, 32, 32], 0.5);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// Our max pooling gives Flex's bits, forward and backward: the same maxima, the same
+    /// winner among ties (values drawn from a few integers, so windows tie often), and the same
+    /// order of additions where windows overlap.
+    #[test]
+    fn flex_max_pool2d_matches_burns_bit_for_bit(
+        batch in 1usize..4, channels in 1usize..4, height in 1usize..13, width in 1usize..13,
+        kernel in (1usize..5, 1usize..5), stride in (1usize..4, 1usize..4),
+        padding in (0usize..3, 0usize..3), ceil_mode: bool,
+    ) {
+        prop_assume!(2 * padding.0 <= kernel.0 && 2 * padding.1 <= kernel.1);
+        prop_assume!(height + 2 * padding.0 >= kernel.0 && width + 2 * padding.1 >= kernel.1);
+        let device = Device::flex().autodiff();
+        let layer = burn::nn::pool::MaxPool2dConfig::new([kernel.0, kernel.1])
+            .with_strides([stride.0, stride.1])
+            .with_padding(burn::nn::PaddingConfig2d::Explicit(
+                padding.0, padding.1, padding.0, padding.1,
+            ))
+            .with_ceil_mode(ceil_mode)
+            .init();
+        let shape = [batch, channels, height, width];
+        let x = Tensor::<4>::random(shape, Distribution::Uniform(-3.0, 3.0), &device)
+            .round()
+            .require_grad();
+        let (ours, burns) = (crate::max_pool2d(&layer, x.clone()), layer.forward(x.clone()));
+        let bits = |t: Tensor<4>| -> Vec<u32> {
+            let values = t.into_data().try_to_vec::<f32>().unwrap();
+            values.iter().map(|v| v.to_bits()).collect()
+        };
+        prop_assert_eq!(bits(ours.clone()), bits(burns.clone()));
+        let weights = Tensor::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let grads = (ours * weights.clone()).sum().backward();
+        let expected = (burns * weights).sum().backward();
+        prop_assert_eq!(bits(x.grad(&grads).unwrap()), bits(x.grad(&expected).unwrap()));
     }
 }

@@ -279,10 +279,11 @@ impl<'d> NetBuilder<'d> {
 
 /// `bn` applied in its own precision, f32: under mixed precision (`train::precision`) the rest
 /// of the network computes in half precision, batch norm and its running statistics in f32.
+/// Training on Flex runs our kernel (`kernels::batch_norm`).
 ///
 /// # Shapes
 /// - x: `[batch, channels, ...]`; output: the same
 pub fn batch_norm_f32<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     let dtype = x.dtype();
-    bn.forward(x.cast(bn.gamma.val().dtype())).cast(dtype)
+    kernels::batch_norm(bn, x.cast(bn.gamma.val().dtype())).cast(dtype)
 }

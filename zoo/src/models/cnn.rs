@@ -90,7 +90,7 @@ impl ConvStage {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = self.unit.forward(x);
         if let Some(pool) = &self.pool {
-            x = pool.forward(x);
+            x = kernels::max_pool2d(pool, x);
         }
         match &self.lrn {
             Some(lrn) => lrn.forward(x),

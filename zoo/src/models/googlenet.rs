@@ -375,7 +375,7 @@ impl Inception {
     /// - x: `[batch, in_channels, height, width]`; output: `[batch, out_channels, height, width]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let run = |units: &[ConvUnit], x: Tensor<4>| units.iter().fold(x, |x, u| u.forward(x));
-        let pooled = self.pool.forward(x.clone());
+        let pooled = kernels::max_pool2d(&self.pool, x.clone());
         Tensor::cat(
             vec![
                 run(&self.branch1, x.clone()),
@@ -441,7 +441,7 @@ impl GoogLeNet {
         let mut aux_logits = Vec::new();
         for (s, stage) in self.stages.iter().enumerate() {
             if s > 0 {
-                x = self.stage_pools[s - 1].forward(x);
+                x = kernels::max_pool2d(&self.stage_pools[s - 1], x);
             }
             for (m, inception) in stage.iter().enumerate() {
                 x = inception.forward(x);

@@ -338,7 +338,7 @@ impl ResNet {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = relu(batch_norm_f32(&self.bn1, kernels::conv2d(&self.conv1, images)));
         if let Some(pool) = &self.maxpool {
-            x = pool.forward(x);
+            x = kernels::max_pool2d(pool, x);
         }
         for block in self
             .layer1

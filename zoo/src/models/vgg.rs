@@ -258,7 +258,7 @@ impl Vgg {
         for layer in &self.features {
             x = match layer {
                 VggLayer::Conv(unit) => unit.forward(x),
-                VggLayer::Pool(pool) => pool.forward(x),
+                VggLayer::Pool(pool) => kernels::max_pool2d(pool, x),
             };
         }
         if let Some(pool) = &self.avgpool {
