@@ -67,6 +67,24 @@ pub(crate) fn symmetric_padding(padding: &PaddingConfig2d) -> Option<[usize; 2]>
     }
 }
 
+/// For kernel offset `offset` (kernel index times dilation, less the padding) along an axis
+/// of `side` input values: the output positions `lo..hi` whose input `o * stride + offset`
+/// lies inside the input. Shared by the convolution's im2col and max pooling's windows.
+pub(crate) fn inside(offset: isize, stride: usize, side: usize, outputs: usize) -> (usize, usize) {
+    let stride = stride as isize;
+    let lo = if offset < 0 {
+        (-offset + stride - 1) / stride
+    } else {
+        0
+    };
+    let hi = if offset < side as isize {
+        ((side as isize - offset + stride - 1) / stride).min(outputs as isize)
+    } else {
+        0
+    };
+    (lo as usize, (hi as usize).max(lo as usize))
+}
+
 /// The convolution of `x` by `weight` (plus `bias`): our op on Flex, Burn's elsewhere.
 ///
 /// # Shapes
@@ -108,4 +126,26 @@ pub fn conv2d_reference(
         1,
     );
     burn::tensor::module::conv2d(x, weight, bias, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inside_keeps_exactly_the_positions_that_land_in_the_input() {
+        for offset in -4isize..6 {
+            for stride in 1..4 {
+                for side in 1..8 {
+                    let outputs = 7;
+                    let (lo, hi) = inside(offset, stride, side, outputs);
+                    for o in 0..outputs {
+                        let i = (o * stride) as isize + offset;
+                        let lands = (0..side as isize).contains(&i);
+                        assert_eq!(lands, (lo..hi).contains(&o), "{offset} {stride} {side} {o}");
+                    }
+                }
+            }
+        }
+    }
 }

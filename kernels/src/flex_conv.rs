@@ -18,7 +18,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
 use rayon::prelude::*;
 
-use crate::conv::{ConvOps, Geometry};
+use crate::conv::{inside, ConvOps, Geometry};
 use crate::flex::{contiguous, tensor, values};
 use crate::matmul::{matmul_into, View};
 
@@ -111,24 +111,6 @@ impl Sizes {
 fn dims(t: &FlexTensor) -> [usize; 4] {
     let shape = t.layout().shape();
     [shape[0], shape[1], shape[2], shape[3]]
-}
-
-/// For kernel offset `offset` (kernel index times dilation, less the padding) along an axis
-/// of `side` input values: the output positions `lo..hi` whose input `o * stride + offset`
-/// lies inside the input.
-fn inside(offset: isize, stride: usize, side: usize, outputs: usize) -> (usize, usize) {
-    let stride = stride as isize;
-    let lo = if offset < 0 {
-        (-offset + stride - 1) / stride
-    } else {
-        0
-    };
-    let hi = if offset < side as isize {
-        ((side as isize - offset + stride - 1) / stride).min(outputs as isize)
-    } else {
-        0
-    };
-    (lo as usize, (hi as usize).max(lo as usize))
 }
 
 /// Where one row of the column matrix (input channel `channel`, one kernel position) reads
@@ -461,28 +443,6 @@ impl<C: CheckpointStrategy> ConvOps for Autodiff<Flex, C> {
         match Convolution.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(Saved { x, weight, sizes }, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inside_keeps_exactly_the_positions_that_land_in_the_input() {
-        for offset in -4isize..6 {
-            for stride in 1..4 {
-                for side in 1..8 {
-                    let outputs = 7;
-                    let (lo, hi) = inside(offset, stride, side, outputs);
-                    for o in 0..outputs {
-                        let i = (o * stride) as isize + offset;
-                        let lands = (0..side as isize).contains(&i);
-                        assert_eq!(lands, (lo..hi).contains(&o), "{offset} {stride} {side} {o}");
-                    }
-                }
-            }
         }
     }
 }

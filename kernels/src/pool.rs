@@ -17,7 +17,7 @@ use burn::nn::pool::MaxPool2d;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::conv::symmetric_padding;
+use crate::conv::{inside, symmetric_padding};
 use crate::flex::{contiguous, on_flex_f32, tensor, values};
 
 /// A pooling window, per spatial axis (height, width).
@@ -129,14 +129,7 @@ impl Planes {
         let column_taps = (0..window.kernel[1])
             .map(|kx| {
                 let offset = kx as isize - padding;
-                let lands =
-                    |o: &usize| (0..width as isize).contains(&(offset + (o * stride) as isize));
-                let lo = (0..out_width).find(lands).unwrap_or(out_width);
-                let hi = (lo..out_width)
-                    .take_while(lands)
-                    .last()
-                    .map_or(lo, |o| o + 1);
-                ((lo, hi), offset)
+                (inside(offset, stride, width, out_width), offset)
             })
             .collect();
         Self {
