@@ -33,3 +33,15 @@ pub(crate) fn values(tensor: &FlexTensor) -> &[f32] {
 pub(crate) fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
 }
+
+/// The f32 values of `tensor` to overwrite in place: its own storage where no other tensor
+/// shares it, else a copy (Flex's copy on write); a strided view is made contiguous first.
+pub(crate) fn values_mut(tensor: &mut FlexTensor) -> &mut [f32] {
+    match tensor.layout().contiguous_offsets() {
+        Some((start, end)) => &mut tensor.storage_mut::<f32>()[start..end],
+        None => {
+            *tensor = tensor.to_contiguous();
+            values_mut(tensor)
+        }
+    }
+}

@@ -1,26 +1,27 @@
 //! The LSTM and GRU layers on Flex as single ops. Batch rows run in blocks, each block on one
-//! of rayon's threads; per step and block, two small matmuls into one cache-resident buffer
-//! (the step's input by the stacked `[gates, input]` weight on top of the bias, then the
-//! hidden state by the `[gates, hidden]` weight), then one pass that applies the gate
-//! activations (vectorized, `math`) and updates the state. No `[batch, steps, gates]`
-//! projection is ever written out but, in training, the kept gate activations. The backward
-//! runs the steps in reverse from them, one matmul per step for the hidden state's gradient,
-//! then whole-sequence matmuls for the input's and the weights' gradients, instead of the ~30
-//! autodiff nodes per step of Burn's cells.
+//! of rayon's threads. The weights are transposed once per call, into the layout gemm reads
+//! without packing it again at every step. Per step and block, the LSTM makes one small
+//! matmul, `[x_t | h_{t-1} | 1]` by the stacked `[W_ih | W_hh | bias]^T`, written straight
+//! into the kept gates in training (the GRU makes two, its input's and its hidden state's parts
+//! kept apart), then one pass applies the gate activations (vectorized, `math`) and updates the
+//! state. No `[batch, steps, gates]` projection is ever written out but, in training, the kept
+//! gate activations. The backward runs the steps in reverse from them, one matmul per step for
+//! the hidden state's gradient, then whole-sequence matmuls on all threads for the weights'
+//! gradients and, where the input is tracked, the input's, instead of the ~30 autodiff nodes
+//! per step of Burn's cells.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
 use rayon::prelude::*;
 
 use crate::flex::{contiguous, tensor, values};
 use crate::math::{sigmoid_in_place, tanh_in_place};
-use crate::matmul::{matmul_into, View};
+use crate::matmul::{matmul_into, matmul_into_rows, Threads, View};
 use crate::recurrent::RecurrentOps;
 
 /// A layer's inputs, in the order of the ops' arguments: `x` `[batch, steps, input]`, then
@@ -28,6 +29,9 @@ use crate::recurrent::RecurrentOps;
 /// `[gates, hidden]`, then the LSTM's summed bias `[4 hidden]`, h0, c0 or the GRU's
 /// `bias_ih`, `bias_hh` `[3 hidden]`, h0. All contiguous.
 type Inputs = [FlexTensor; 6];
+
+/// The gradients of a layer's inputs, in their order; `None` where none is needed.
+type Grads = [Option<FlexTensor>; 6];
 
 /// The sizes of a layer: batch rows, steps, input width, hidden width.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +60,18 @@ fn step_rows(values: &[f32], t: usize, steps: usize, width: usize) -> View<'_> {
     View::rows(&values[t * width..], rows, width, steps * width)
 }
 
+/// The transpose of a row-major `[rows, cols]` matrix, row-major `[cols, rows]`: a weight in
+/// the layout gemm reads without packing it again at every step.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for (i, row) in values.chunks_exact(cols).enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            out[j * rows + i] = *v;
+        }
+    }
+    out
+}
+
 /// Every `width`-wide row of `buffer` set to `row`.
 fn fill_rows(buffer: &mut [f32], row: &[f32]) {
     for chunk in buffer.chunks_exact_mut(row.len()) {
@@ -74,16 +90,19 @@ fn column_sums(values: &[f32], width: usize) -> FlexTensor {
     tensor(sums, &[width])
 }
 
-/// The gradients of the input and of both weights from the gates' pre-activation gradients,
-/// whole-sequence matmuls on all threads: `d_x = d_input_part @ weight_ih`, `d_weight_ih =
-/// d_input_part^T @ x`, `d_weight_hh = d_hidden_part^T @ previous`, where `previous` holds
-/// every step's input state `[batch * steps, hidden]`: `h0` at step 0, the output before it
-/// after (`state_of(b, t)`: step t's output state of row b).
+/// The gradients of the input (when `d_x_needed`: not for the images fed to the first layer)
+/// and of both weights from the gates' pre-activation gradients `[batch * steps, gates]`:
+/// `d_x = d_input_part @ weight_ih`, `d_weight_ih = d_input_part^T @ x`, `d_weight_hh =
+/// d_hidden_part^T @ previous`, where `previous` holds every step's input state
+/// `[batch * steps, hidden]`: `h0` at step 0, the output before it after (`state_of(b, t)`:
+/// step t's output state of row b). Whole-sequence matmuls on all threads, reading the
+/// transposes in place.
+#[allow(clippy::too_many_arguments)]
 fn sequence_grads<'a>(
-    x: &FlexTensor,
-    weight_ih: &FlexTensor,
-    d_input_part: FlexTensor,
-    d_hidden_part: FlexTensor,
+    x: &[f32],
+    weight_ih: &[f32],
+    d_input_part: &[f32],
+    d_hidden_part: &[f32],
     h0: &'a [f32],
     state_of: impl Fn(usize, usize) -> &'a [f32],
     Sizes {
@@ -92,8 +111,10 @@ fn sequence_grads<'a>(
         input,
         hidden,
     }: Sizes,
-) -> [FlexTensor; 3] {
+    d_x_needed: bool,
+) -> [Option<FlexTensor>; 3] {
     let rows = batch * steps;
+    let width = d_input_part.len() / rows;
     let mut previous = Vec::with_capacity(rows * hidden);
     for b in 0..batch {
         previous.extend_from_slice(&h0[b * hidden..][..hidden]);
@@ -101,16 +122,27 @@ fn sequence_grads<'a>(
             previous.extend_from_slice(state_of(b, t - 1));
         }
     }
-    let x = x.reshape([rows, input].into());
-    let d_x = Flex::float_matmul(d_input_part.clone(), weight_ih.clone());
-    let d_weight_ih = Flex::float_matmul(d_input_part.transpose(0, 1), x);
-    let previous = tensor(previous, &[rows, hidden]);
-    let d_weight_hh = Flex::float_matmul(d_hidden_part.transpose(0, 1), previous);
-    [
-        d_x.reshape([batch, steps, input].into()),
-        d_weight_ih,
-        d_weight_hh,
-    ]
+    let product = |lhs: View, rhs: View| {
+        let mut out = vec![0.0; lhs.rows * rhs.cols];
+        matmul_into_rows(&mut out, rhs.cols, lhs, rhs, false, Threads::All);
+        tensor(out, &[lhs.rows, rhs.cols])
+    };
+    let d_x = d_x_needed.then(|| {
+        let d_x = product(
+            View::rows(d_input_part, rows, width, width),
+            View::rows(weight_ih, width, input, input),
+        );
+        d_x.reshape([batch, steps, input].into())
+    });
+    let d_weight_ih = product(
+        View::transposed(d_input_part, rows, width),
+        View::rows(x, rows, input, input),
+    );
+    let d_weight_hh = product(
+        View::transposed(d_hidden_part, rows, width),
+        View::rows(&previous, rows, hidden, hidden),
+    );
+    [d_x, Some(d_weight_ih), Some(d_weight_hh)]
 }
 
 /// Rows `first..first + n` of a batch.
@@ -130,14 +162,14 @@ impl Rows {
 /// Runs `f` on blocks of the batch's rows in parallel, with each of `buffers` (batch-major,
 /// `per_row` values a row; an empty one stays empty) cut to the block's rows. Batch rows never
 /// meet in a recurrence: each of rayon's threads runs every step for its own blocks (their small
-/// matmuls included), with no hand-off per step. Blocks of at most 64 rows keep a block's
+/// matmuls included), with no hand-off per step. Blocks of at most 128 rows keep a block's
 /// states in cache and its matmuls below gemm's own threading.
 fn in_row_blocks<const N: usize>(
     batch: usize,
     buffers: [(&mut [f32], usize); N],
     f: impl Fn(Rows, [&mut [f32]; N]) + Sync,
 ) {
-    let rows = batch.div_ceil(rayon::current_num_threads()).clamp(1, 64);
+    let rows = batch.div_ceil(rayon::current_num_threads()).clamp(1, 128);
     let blocks = batch.div_ceil(rows);
     let mut parts = buffers.map(|(buffer, per_row)| {
         match buffer.is_empty() {
@@ -175,7 +207,11 @@ fn lstm_forward(inputs: &Inputs, keep_gates: bool) -> (FlexTensor, Option<FlexTe
     } = sizes;
     let width = 4 * hidden;
     let (x, h0, c0) = (values(x), values(h0), values(c0));
-    let weights = [values(weight_ih), values(weight_hh), values(bias)];
+    // [W_ih | W_hh | bias]^T, row-major [input + hidden + 1, 4 hidden]: one matmul a step for
+    // both parts and the bias.
+    let mut stacked = transpose(values(weight_ih), width, input);
+    stacked.extend(transpose(values(weight_hh), width, hidden));
+    stacked.extend_from_slice(values(bias));
     let mut out = vec![0.0; batch * steps * 2 * hidden];
     let mut kept = vec![0.0; if keep_gates { batch * steps * width } else { 0 }];
     let buffers = [
@@ -188,7 +224,7 @@ fn lstm_forward(inputs: &Inputs, keep_gates: bool) -> (FlexTensor, Option<FlexTe
             rows.of(h0, hidden),
             rows.of(c0, hidden),
         );
-        lstm_forward_block(x, weights, h0, c0, sizes, out, kept);
+        lstm_forward_block(x, &stacked, h0, c0, sizes, out, kept);
     });
     let out = tensor(out, &[batch, steps, 2 * hidden]);
     (
@@ -198,10 +234,11 @@ fn lstm_forward(inputs: &Inputs, keep_gates: bool) -> (FlexTensor, Option<FlexTe
 }
 
 /// `lstm_forward` for one block of rows (`sizes.batch` is the whole batch's; the block's is
-/// h0's); `kept` is empty when the gates are not kept.
+/// h0's), `stacked` the transposed weights and the bias one above the other; `kept` is empty
+/// when the gates are not kept.
 fn lstm_forward_block(
     x: &[f32],
-    [weight_ih, weight_hh, bias]: [&[f32]; 3],
+    stacked: &[f32],
     h0: &[f32],
     c0: &[f32],
     Sizes {
@@ -213,36 +250,37 @@ fn lstm_forward_block(
     out: &mut [f32],
     kept: &mut [f32],
 ) {
-    let (width, batch) = (4 * hidden, h0.len() / hidden);
-    let mut gates = vec![0.0; batch * width];
+    let (width, batch, joint) = (4 * hidden, h0.len() / hidden, input + hidden + 1);
+    // A step's gates: rows of the kept gates in training (written there once, not copied),
+    // else one reused buffer.
+    let mut buffer = vec![0.0; if kept.is_empty() { batch * width } else { 0 }];
+    let (gates, row_stride) = match kept.is_empty() {
+        true => (&mut buffer[..], width),
+        false => (kept, steps * width),
+    };
+    // Each row's [x_t | h_{t-1} | 1], the left side of the step's one matmul.
+    let mut xh = vec![1.0; batch * joint];
+    for (row, h) in xh.chunks_exact_mut(joint).zip(h0.chunks_exact(hidden)) {
+        row[input..input + hidden].copy_from_slice(h);
+    }
     let mut tanh_c = vec![0.0; hidden];
     for t in 0..steps {
-        // gates = bias + x_t W_ih^T + h_{t-1} W_hh^T, all rows of the block at once.
-        fill_rows(&mut gates, bias);
-        let x_t = step_rows(x, t, steps, input);
-        matmul_into(
-            &mut gates,
-            x_t,
-            View::transposed(weight_ih, width, input),
-            true,
+        let first = if row_stride == width { 0 } else { t * width };
+        for (b, row) in xh.chunks_exact_mut(joint).enumerate() {
+            row[..input].copy_from_slice(&x[(b * steps + t) * input..][..input]);
+        }
+        // gates = [x_t | h_{t-1} | 1] [W_ih | W_hh | bias]^T, all rows of the block at once.
+        matmul_into_rows(
+            &mut gates[first..],
+            row_stride,
+            View::rows(&xh, batch, joint, joint),
+            View::rows(stacked, joint, width, width),
+            false,
+            Threads::One,
         );
-        let h_prev = match t {
-            0 => View::rows(h0, batch, hidden, hidden),
-            _ => View::rows(
-                &out[(t - 1) * 2 * hidden..],
-                batch,
-                hidden,
-                steps * 2 * hidden,
-            ),
-        };
-        matmul_into(
-            &mut gates,
-            h_prev,
-            View::transposed(weight_hh, width, hidden),
-            true,
-        );
-        for (b, gate) in gates.chunks_exact_mut(width).enumerate() {
+        for b in 0..batch {
             let row = b * steps + t;
+            let gate = &mut gates[first + b * row_stride..][..width];
             sigmoid_in_place(&mut gate[..2 * hidden]);
             tanh_in_place(&mut gate[2 * hidden..3 * hidden]);
             sigmoid_in_place(&mut gate[3 * hidden..]);
@@ -257,14 +295,13 @@ fn lstm_forward_block(
             let (h, c) = from_row[..2 * hidden].split_at_mut(hidden);
             for k in 0..hidden {
                 c[k] = f[k] * c_prev[k] + i[k] * g[k];
+                tanh_c[k] = c[k];
             }
-            tanh_c.copy_from_slice(c);
             tanh_in_place(&mut tanh_c);
+            let h_next = &mut xh[b * joint + input..][..hidden];
             for k in 0..hidden {
                 h[k] = o[k] * tanh_c[k];
-            }
-            if !kept.is_empty() {
-                kept[row * width..][..width].copy_from_slice(gate);
+                h_next[k] = h[k];
             }
         }
     }
@@ -278,8 +315,9 @@ struct Saved {
     gates: FlexTensor,
 }
 
-/// The LSTM backward: the gradients of the inputs, in their order.
-fn lstm_backward(saved: &Saved, grad: FlexTensor) -> Inputs {
+/// The LSTM backward: the gradients of the inputs, in their order (the input's only when
+/// `d_x_needed`).
+fn lstm_backward(saved: &Saved, grad: FlexTensor, d_x_needed: bool) -> Grads {
     let [x, weight_ih, weight_hh, _, h0, c0] = &saved.inputs;
     let sizes = Sizes::of(x, weight_hh);
     let Sizes {
@@ -318,23 +356,23 @@ fn lstm_backward(saved: &Saved, grad: FlexTensor) -> Inputs {
         );
     });
     let d_bias = column_sums(&d_gates, width);
-    let d_gates = tensor(d_gates, &[batch * steps, width]);
     let [d_x, d_weight_ih, d_weight_hh] = sequence_grads(
-        x,
-        weight_ih,
-        d_gates.clone(),
-        d_gates,
+        values(x),
+        values(weight_ih),
+        &d_gates,
+        &d_gates,
         h0,
         |b, t| &out[(b * steps + t) * 2 * hidden..][..hidden],
         sizes,
+        d_x_needed,
     );
     [
         d_x,
         d_weight_ih,
         d_weight_hh,
-        d_bias,
-        tensor(dh0, &[batch, hidden]),
-        tensor(dc0, &[batch, hidden]),
+        Some(d_bias),
+        Some(tensor(dh0, &[batch, hidden])),
+        Some(tensor(dc0, &[batch, hidden])),
     ]
 }
 
@@ -408,7 +446,14 @@ fn gru_forward(inputs: &Inputs, keep: bool) -> (FlexTensor, Option<FlexTensor>) 
         hidden,
     } = sizes;
     let (x, h0) = (values(x), values(h0));
-    let weights = [weight_ih, weight_hh, bias_ih, bias_hh].map(values);
+    let weight_ih_t = transpose(values(weight_ih), 3 * hidden, input);
+    let weight_hh_t = transpose(values(weight_hh), 3 * hidden, hidden);
+    let weights = [
+        &weight_ih_t[..],
+        &weight_hh_t,
+        values(bias_ih),
+        values(bias_hh),
+    ];
     let mut out = vec![0.0; batch * steps * hidden];
     let mut kept = vec![0.0; if keep { batch * steps * 4 * hidden } else { 0 }];
     let buffers = [
@@ -424,10 +469,10 @@ fn gru_forward(inputs: &Inputs, keep: bool) -> (FlexTensor, Option<FlexTensor>) 
 }
 
 /// `gru_forward` for one block of rows (`sizes.batch` is the whole batch's; the block's is
-/// h0's); `kept` is empty when nothing is kept.
+/// h0's), the weights transposed; `kept` is empty when nothing is kept.
 fn gru_forward_block(
     x: &[f32],
-    [weight_ih, weight_hh, bias_ih, bias_hh]: [&[f32]; 4],
+    [weight_ih_t, weight_hh_t, bias_ih, bias_hh]: [&[f32]; 4],
     h0: &[f32],
     Sizes {
         steps,
@@ -449,7 +494,7 @@ fn gru_forward_block(
         matmul_into(
             &mut xw,
             x_t,
-            View::transposed(weight_ih, width, input),
+            View::rows(weight_ih_t, input, width, width),
             true,
         );
         fill_rows(&mut hw, bias_hh);
@@ -460,7 +505,7 @@ fn gru_forward_block(
         matmul_into(
             &mut hw,
             h_prev,
-            View::transposed(weight_hh, width, hidden),
+            View::rows(weight_hh_t, hidden, width, width),
             true,
         );
         for b in 0..batch {
@@ -495,8 +540,9 @@ fn gru_forward_block(
     }
 }
 
-/// The GRU backward: the gradients of the inputs, in their order.
-fn gru_backward(saved: &Saved, grad: FlexTensor) -> Inputs {
+/// The GRU backward: the gradients of the inputs, in their order (the input's only when
+/// `d_x_needed`).
+fn gru_backward(saved: &Saved, grad: FlexTensor, d_x_needed: bool) -> Grads {
     let [x, weight_ih, weight_hh, _, _, h0] = &saved.inputs;
     let sizes = Sizes::of(x, weight_hh);
     let Sizes {
@@ -528,21 +574,22 @@ fn gru_backward(saved: &Saved, grad: FlexTensor) -> Inputs {
         column_sums(&d_hidden_part, width),
     );
     let [d_x, d_weight_ih, d_weight_hh] = sequence_grads(
-        x,
-        weight_ih,
-        tensor(d_input_part, &[batch * steps, width]),
-        tensor(d_hidden_part, &[batch * steps, width]),
+        values(x),
+        values(weight_ih),
+        &d_input_part,
+        &d_hidden_part,
         h0,
         |b, t| &out[(b * steps + t) * hidden..][..hidden],
         sizes,
+        d_x_needed,
     );
     [
         d_x,
         d_weight_ih,
         d_weight_hh,
-        d_bias_ih,
-        d_bias_hh,
-        tensor(dh0, &[batch, hidden]),
+        Some(d_bias_ih),
+        Some(d_bias_hh),
+        Some(tensor(dh0, &[batch, hidden])),
     ]
 }
 
@@ -652,13 +699,14 @@ impl Backward<Flex, 6> for Layer {
 
     fn backward(self, ops: Ops<Saved, 6>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<Flex>(&ops.node);
+        let d_x_needed = ops.parents[0].is_some();
         let input_grads = match self.0 {
-            Cell::Lstm => lstm_backward(&ops.state, grad),
-            Cell::Gru => gru_backward(&ops.state, grad),
+            Cell::Lstm => lstm_backward(&ops.state, grad, d_x_needed),
+            Cell::Gru => gru_backward(&ops.state, grad, d_x_needed),
         };
         // Each input's gradient to its parent node, where that input is tracked.
         for (parent, grad) in ops.parents.iter().zip(input_grads) {
-            if let Some(node) = parent {
+            if let (Some(node), Some(grad)) = (parent, grad) {
                 grads.register::<Flex>(node.id, grad);
             }
         }

@@ -1,8 +1,8 @@
 //! zoo's own kernels, where Burn 0.22's CPU ops are the bottleneck (issue 13): the LSTM and
-//! GRU recurrences, the convolution, batch norm and max pooling as single ops with hand-written backward passes on
-//! Flex, dropout, and vectorized exp / sigmoid / tanh. Each has a Burn-ops reference beside
-//! it that the tests compare with, and which other backends run, so that each can go upstream
-//! to Burn later.
+//! GRU recurrences, the convolution, batch norm and max pooling as single ops with hand-written
+//! backward passes on Flex, dropout, vectorized exp / sigmoid / tanh, and Adam's update in one
+//! pass. Each has a Burn-ops reference beside it that the tests compare with, and which other
+//! backends run, so that each can go upstream to Burn later.
 
 pub mod activation;
 pub mod batch_norm;
@@ -13,6 +13,7 @@ mod flex_conv;
 mod flex_recurrent;
 pub mod math;
 mod matmul;
+pub mod optim;
 pub mod pool;
 pub mod recurrent;
 
@@ -20,6 +21,7 @@ pub use activation::{sigmoid, tanh};
 pub use batch_norm::batch_norm;
 pub use conv::conv2d;
 pub use dropout::dropout;
+pub use optim::FusedAdam;
 pub use pool::max_pool2d;
 pub use recurrent::{gru, lstm, project, rnn};
 

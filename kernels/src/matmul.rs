@@ -44,22 +44,49 @@ impl<'a> View<'a> {
 /// `out = lhs @ rhs`, or `out += lhs @ rhs` when `accumulate`; `out` is row-major
 /// `[lhs.rows, rhs.cols]`. Runs on the calling thread.
 pub(crate) fn matmul_into(out: &mut [f32], lhs: View, rhs: View, accumulate: bool) {
+    assert_eq!(out.len(), lhs.rows * rhs.cols, "matmul_into: output size");
+    matmul_into_rows(out, rhs.cols, lhs, rhs, accumulate, Threads::One);
+}
+
+/// Whether a matmul runs on the calling thread or on all of rayon's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    One,
+    All,
+}
+
+/// `matmul_into` with the output's rows `out_row_stride` apart in `out` (a strided view of a
+/// larger buffer), on one thread or all.
+pub(crate) fn matmul_into_rows(
+    out: &mut [f32],
+    out_row_stride: usize,
+    lhs: View,
+    rhs: View,
+    accumulate: bool,
+    threads: Threads,
+) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(k, rhs.rows, "matmul_into: inner sizes differ");
-    assert_eq!(out.len(), m * n, "matmul_into: output size");
     if m == 0 || n == 0 {
         return;
     }
+    assert!(out_row_stride >= n && out.len() >= (m - 1) * out_row_stride + n);
     if k == 0 {
         if !accumulate {
-            out.fill(0.0);
+            for row in 0..m {
+                out[row * out_row_stride..][..n].fill(0.0);
+            }
         }
         return;
     }
     assert!(lhs.last() < lhs.values.len() && rhs.last() < rhs.values.len());
+    let parallelism = match threads {
+        Threads::One => gemm::Parallelism::None,
+        Threads::All => gemm::Parallelism::Rayon(0),
+    };
     // SAFETY: the asserts above keep every element gemm reads inside `lhs` and `rhs`, and every
-    // element it writes inside `out` (row-major, m x n); the three do not overlap (`out` is a
-    // unique borrow).
+    // element it writes inside `out` (m rows of n, `out_row_stride` apart); the three do not
+    // overlap (`out` is a unique borrow).
     unsafe {
         gemm::gemm(
             m,
@@ -67,7 +94,7 @@ pub(crate) fn matmul_into(out: &mut [f32], lhs: View, rhs: View, accumulate: boo
             k,
             out.as_mut_ptr(),
             1,
-            n as isize,
+            out_row_stride as isize,
             accumulate,
             lhs.values.as_ptr(),
             lhs.col_stride as isize,
@@ -80,7 +107,7 @@ pub(crate) fn matmul_into(out: &mut [f32], lhs: View, rhs: View, accumulate: boo
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

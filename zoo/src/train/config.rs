@@ -4,10 +4,9 @@
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdaGradConfig, AdamConfig, AdamWConfig, ModuleOptimizer, RmsPropConfig, SgdConfig,
-};
+use burn::optim::{AdaGradConfig, AdamWConfig, ModuleOptimizer, RmsPropConfig, SgdConfig};
 use burn::tensor::{DType, Device};
+use kernels::FusedAdam;
 use serde::{Deserialize, Serialize};
 
 use crate::invalid::{positive, positive_number, unit_interval, Invalid};
@@ -172,13 +171,16 @@ pub fn optimizer(c: &TrainConfig) -> ModuleOptimizer {
             .with_weight_decay(decay(0.0))
             .with_gradient_clipping(clip)
             .init(),
-        OptimizerKind::Adam => AdamConfig::new()
-            .with_beta_1(c.betas[0] as f32)
-            .with_beta_2(c.betas[1] as f32)
-            .with_epsilon(eps)
-            .with_weight_decay(decay(0.0))
-            .with_grad_clipping(clip)
-            .init(),
+        OptimizerKind::Adam => {
+            // Burn's Adam, its update one pass per parameter on Flex (the same bits).
+            let penalty = decay(0.0).map(|d| d.penalty);
+            let adam = FusedAdam::new(c.betas[0] as f32, c.betas[1] as f32, eps, penalty);
+            let optim = ModuleOptimizer::from(adam);
+            match clip {
+                Some(clip) => optim.with_grad_clipping(clip.init()),
+                None => optim,
+            }
+        }
         OptimizerKind::Adamw => AdamWConfig::new()
             .with_beta_1(c.betas[0] as f32)
             .with_beta_2(c.betas[1] as f32)
