@@ -176,7 +176,10 @@ impl Optimizer for FusedAdam {
         grad: Tensor<D>,
         state: Option<AdamState<D>>,
     ) -> (Tensor<D>, Option<AdamState<D>>) {
-        if !on_flex_f32(&tensor) || !on_flex_f32(&grad) {
+        // Our op has no autodiff side: a tracked tensor (not what `ModuleOptimizer` hands over)
+        // goes to Burn's.
+        let ours = on_flex_f32(&tensor) && on_flex_f32(&grad) && !tensor.device().is_autodiff();
+        if !ours {
             return self.burn.step(lr, tensor, grad, state);
         }
         // At the first step the gradient stands in for the moments, which are not read.
@@ -245,5 +248,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// On an autodiff device (tracked tensors, which `ModuleOptimizer` never hands over) the
+    /// step is Burn's, not a panic of our op, which has no autodiff side.
+    #[test]
+    fn fused_adam_on_an_autodiff_device_runs_burns() {
+        let device = Device::flex().autodiff();
+        let ours = FusedAdam::new(0.9, 0.999, 1e-8, None);
+        let normal = Distribution::Normal(0.0, 1.0);
+        let param = Tensor::<1>::random([5], normal, &device);
+        let grad = Tensor::<1>::random([5], normal, &device);
+        let (a, _) = ours.step(1e-3, param.clone(), grad.clone(), None);
+        let (b, _) = ours.burn.step(1e-3, param, grad, None);
+        assert_eq!(a.into_data(), b.into_data());
     }
 }
