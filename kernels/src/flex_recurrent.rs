@@ -254,9 +254,10 @@ fn lstm_forward_block(
     // A step's gates: rows of the kept gates in training (written there once, not copied),
     // else one reused buffer.
     let mut buffer = vec![0.0; if kept.is_empty() { batch * width } else { 0 }];
-    let (gates, row_stride) = match kept.is_empty() {
-        true => (&mut buffer[..], width),
-        false => (kept, steps * width),
+    // The buffer, the distance between a step's rows in it, and how far on each step starts.
+    let (gates, row_stride, step_offset) = match kept.is_empty() {
+        true => (&mut buffer[..], width, 0),
+        false => (kept, steps * width, width),
     };
     // Each row's [x_t | h_{t-1} | 1], the left side of the step's one matmul.
     let mut xh = vec![1.0; batch * joint];
@@ -265,7 +266,7 @@ fn lstm_forward_block(
     }
     let mut tanh_c = vec![0.0; hidden];
     for t in 0..steps {
-        let first = if row_stride == width { 0 } else { t * width };
+        let first = t * step_offset;
         for (b, row) in xh.chunks_exact_mut(joint).enumerate() {
             row[..input].copy_from_slice(&x[(b * steps + t) * input..][..input]);
         }

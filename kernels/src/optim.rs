@@ -1,9 +1,10 @@
 //! Adam's update as one pass over each parameter on Flex (f32). Burn's `Adam` makes about a
 //! dozen passes per parameter, each a single-threaded op that allocates a tensor; ours reads
 //! the parameter, its gradient and both moments once, on all threads, and overwrites the
-//! parameter and the moments in place. Each element goes through the same f32 operations in the same order as Burn's, so
-//! the results are Burn's bits (the test compares bits), and the state is Burn's `AdamState`:
-//! checkpoints load either way. Other backends and AMSGrad run Burn's `Adam`.
+//! parameter and the moments in place. Each element goes through the same f32 operations in
+//! the same order as Burn's, so the results are Burn's bits (the test compares bits), and the
+//! state is Burn's `AdamState`: checkpoints load either way. Other backends and AMSGrad run
+//! Burn's `Adam`.
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
@@ -72,23 +73,16 @@ impl AdamScalars {
 
 impl AdamOps for Flex {
     fn adam_update(
-        param: FlexTensor,
+        mut param: FlexTensor,
         grad: FlexTensor,
-        moment_1: FlexTensor,
-        moment_2: FlexTensor,
+        mut moment_1: FlexTensor,
+        mut moment_2: FlexTensor,
         scalars: AdamScalars,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         // The update overwrites the parameter and the moments where they are not shared (the
         // optimizer hands over its own), so that nothing is allocated.
         let grad = contiguous(grad);
         let g = values(&grad);
-        let (mut param, mut moment_1, mut moment_2) = (param, moment_1, moment_2);
-        if scalars.first {
-            // The moments passed at the first step stand for nothing: start from copies of
-            // the parameter's shape.
-            moment_1 = param.to_contiguous();
-            moment_2 = param.to_contiguous();
-        }
         let (p, m1, m2) = (
             values_mut(&mut param),
             values_mut(&mut moment_1),
@@ -182,10 +176,10 @@ impl Optimizer for FusedAdam {
         if !ours {
             return self.burn.step(lr, tensor, grad, state);
         }
-        // At the first step the gradient stands in for the moments, which are not read.
+        // At the first step the moments start as zeros that the update overwrites unread.
         let (time, moment_1, moment_2) = match state.map(|s| s.momentum) {
             Some(m) => (m.time + 1, m.moment_1, m.moment_2),
-            None => (1, grad.clone(), grad.clone()),
+            None => (1, tensor.zeros_like(), tensor.zeros_like()),
         };
         let (param, moment_1, moment_2) = <Dispatch as AdamOps>::adam_update(
             tensor.into_dispatch(),
