@@ -1,18 +1,20 @@
 """PyTorch's twin of a zoo image config, timed the way `zoo bench` times zoo.
 
-    python3 xtask/pytorch_mirror.py RESOLVED.toml [--steps 50] [--threads 2]
+    python3 xtask/pytorch_mirror.py RESOLVED.toml [--steps 50] [--threads 2] [--device cpu|cuda]
 
 RESOLVED.toml is a config as `zoo check CONFIG --print-config` writes it (every default filled
 in). The script builds the same network (layers, widths, pooling, normalization, dropout,
 auxiliary heads, recurrent cells), the same loss and the same optimizer with the same settings,
 and prints one JSON line: training images/s over `steps` steps after 5 untimed ones, and
 inference images/s at the config's evaluation batch under `torch.no_grad()`, over
-steps / 4 + 1 batches after an untimed one. Inputs are random (throughput does not depend on
+steps / 4 + 1 batches after an untimed one. On cuda the loss is read back every step and the
+predictions every batch, as zoo reads them, so both timings end on a finished GPU. Inputs are random (throughput does not depend on
 pixel values); zoo's are the dataset's. `cargo xtask bench --against-pytorch` runs it beside
 `zoo bench`, config by config. Exit status 3 when torch is not installed.
 """
 import argparse
 import json
+import os
 import sys
 import time
 import tomllib
@@ -40,7 +42,11 @@ def input_shape(data):
     c, h, w, classes = DATASETS[data["dataset"]]
     if data.get("resize"):
         h = w = data["resize"]
-    if data.get("classes"):
+    folder = os.path.join(data.get("dir") or "", "train")
+    if data["dataset"] in ("image-folder", "imagenet") and os.path.isdir(folder):
+        # zoo's classes for a folder are its train/ subfolders.
+        classes = sum(entry.is_dir() for entry in os.scandir(folder))
+    elif data.get("classes"):
         classes = len(data["classes"])
     elif data.get("one_vs_rest") is not None:
         classes = 2
@@ -346,18 +352,18 @@ def optimizer(t, params):
     raise SystemExit(f"no PyTorch optimizer for {kind}")
 
 
-def measure(config, steps, warmup=5):
+def measure(config, steps, device, warmup=5):
     m, data, train = config["model"], config["data"], config["train"]
     if m["kind"] not in FAMILIES:
         raise SystemExit(f"{m['kind']}: no PyTorch twin (zoo bench times its prediction, not training)")
     shape = input_shape(data)
     c, h, w, classes = shape
     torch.manual_seed(train.get("seed", 0))
-    model = FAMILIES[m["kind"]](m, shape)
+    model = FAMILIES[m["kind"]](m, shape).to(device)
     model.train()
     opt, loss = optimizer(train, model.parameters()), loss_fn(m)
     batch = data["batch_size"]
-    x, y = torch.randn(batch, c, h, w), torch.randint(0, classes, (batch,))
+    x, y = torch.randn(batch, c, h, w, device=device), torch.randint(0, classes, (batch,), device=device)
     for i in range(warmup + steps):
         if i == warmup:
             started = time.perf_counter()
@@ -371,18 +377,19 @@ def measure(config, steps, warmup=5):
 
     model.eval()
     eval_batch = data["eval_batch_size"]
-    xe = torch.randn(eval_batch, c, h, w)
+    xe = torch.randn(eval_batch, c, h, w, device=device)
     batches = steps // 4 + 1
     with torch.no_grad():
-        model(xe).argmax(1)
+        model(xe).argmax(1).cpu()
         started = time.perf_counter()
         for _ in range(batches):
-            model(xe).argmax(1)
+            model(xe).argmax(1).cpu()  # zoo reads each batch's predictions back too
     inference_rate = batches * eval_batch / (time.perf_counter() - started)
     return dict(params=sum(p.numel() for p in model.parameters()),
                 train_samples_per_second=train_rate, batch_size=batch,
                 inference_samples_per_second=inference_rate, inference_batch_size=eval_batch,
-                torch=torch.__version__, threads=torch.get_num_threads())
+                torch=torch.__version__, threads=torch.get_num_threads(),
+                device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu")
 
 
 def main():
@@ -390,11 +397,15 @@ def main():
     parser.add_argument("config")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: torch {torch.__version__} sees no CUDA GPU")
     with open(args.config, "rb") as f:
         config = tomllib.load(f)
-    print(json.dumps(measure(config, args.steps)))
+    print(json.dumps(measure(config, args.steps, device)))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,22 @@ use crate::common::{configs_in, error_line, stem, workspace_root, write_results,
 pub struct BenchRow {
     pub config: String,
     pub backend: String,
+    /// The build of zoo that ran it, where the run compared several (`--zoo LABEL=PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pytorch: Option<PytorchOutcome>,
+}
+
+impl BenchRow {
+    /// The backend, and the build where the run compared several: "wgpu (fusion)".
+    fn on(&self) -> String {
+        match &self.build {
+            Some(label) => format!("{} ({label})", self.backend),
+            None => self.backend.clone(),
+        }
+    }
 }
 
 /// What `pytorch_mirror.py` prints: the twin's size and its rates, timed as `zoo bench` times.
@@ -34,6 +47,9 @@ pub struct PytorchResult {
     pub inference_batch_size: usize,
     pub torch: String,
     pub threads: usize,
+    /// "cpu", or the CUDA GPU's name.
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +99,32 @@ pub struct Args {
     /// PyTorch's threads (default: the machine's cores, as zoo uses them).
     #[arg(long)]
     threads: Option<usize>,
+    /// PyTorch's device: cpu, or cuda beside `--backends wgpu` on a GPU machine.
+    #[arg(long, default_value = "cpu")]
+    pytorch_device: String,
+    /// Override a config key in every config, for zoo and its twin alike (repeatable),
+    /// e.g. --set model.width=1.0 for the full-width CNNs.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<zoo::config::Override>,
+    /// A build of zoo to measure, as LABEL=PATH (repeatable; rows name the label), e.g. a
+    /// `--features gpu-fusion` build beside the plain one. Default: this workspace's zoo.
+    #[arg(long = "zoo", value_name = "LABEL=PATH", value_parser = parse_build)]
+    builds: Vec<(String, PathBuf)>,
+}
+
+fn parse_build(s: &str) -> Result<(String, PathBuf), String> {
+    let (label, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s}: expected LABEL=PATH"))?;
+    Ok((label.to_string(), PathBuf::from(path)))
+}
+
+/// `--set` overrides as `zoo bench` arguments.
+fn set_args(overrides: &[zoo::config::Override]) -> Vec<String> {
+    overrides
+        .iter()
+        .flat_map(|o| ["--set".to_string(), format!("{}={}", o.key, o.value)])
+        .collect()
 }
 
 /// The PyTorch side of a run: the interpreter, and whether torch answered so far.
@@ -100,7 +142,11 @@ impl Pytorch<'_> {
         if !self.available {
             return Ok(None);
         }
-        let exp = zoo::config::Experiment::load(config, &[])?;
+        let exp = match zoo::config::Experiment::load(config, &self.args.set) {
+            Ok(exp) => exp,
+            // zoo's rows for the config already say why (the same load fails there).
+            Err(error) => return Ok(Some(PytorchOutcome::Failed(error.to_string()))),
+        };
         if !matches!(exp.model, zoo::models::ModelConfig::Image(_)) {
             return Ok(None);
         }
@@ -118,6 +164,7 @@ impl Pytorch<'_> {
             .arg(&resolved)
             .args(["--steps", &self.args.steps.to_string()])
             .args(["--threads", &self.threads.to_string()])
+            .args(["--device", &self.args.pytorch_device])
             .output()
             .with_context(|| format!("cannot run {}", self.args.python.display()))?;
         if out.status.code() == Some(3) {
@@ -151,7 +198,12 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         args.configs.clone()
     };
-    let zoo = zoo_binary(&root)?;
+    let builds = match args.builds.is_empty() {
+        true => vec![(None, zoo_binary(&root)?)],
+        false => (args.builds.iter().cloned())
+            .map(|(label, path)| (Some(label), path))
+            .collect(),
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut pytorch = Pytorch {
         args,
@@ -162,14 +214,22 @@ pub fn run(args: &Args) -> Result<()> {
     let mut rows = Vec::new();
     for config in &configs {
         let first_row = rows.len();
-        for backend in &args.backends {
+        for (build, backend) in builds
+            .iter()
+            .flat_map(|b| args.backends.iter().map(move |backend| (b, backend)))
+        {
+            let (build, zoo) = build;
             let shown = config
                 .strip_prefix(&root)
                 .unwrap_or(config)
                 .display()
                 .to_string();
-            eprintln!("bench: {shown} on {backend}");
-            let mut child = Command::new(&zoo)
+            let on = match build {
+                Some(label) => format!("{backend} ({label})"),
+                None => backend.clone(),
+            };
+            eprintln!("bench: {shown} on {on}");
+            let mut child = Command::new(zoo)
                 .current_dir(&root)
                 .arg("bench")
                 .arg(config)
@@ -180,6 +240,7 @@ pub fn run(args: &Args) -> Result<()> {
                     &args.steps.to_string(),
                     "--json",
                 ])
+                .args(set_args(&args.set))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -195,16 +256,13 @@ pub fn run(args: &Args) -> Result<()> {
             }
             let out = child.wait_with_output()?;
             let outcome = if started.elapsed() > Duration::from_secs(args.timeout_s) {
-                eprintln!(
-                    "bench: {shown} on {backend}: stopped after {} s",
-                    args.timeout_s
-                );
+                eprintln!("bench: {shown} on {on}: stopped after {} s", args.timeout_s);
                 Outcome::TimedOut {
                     after_s: args.timeout_s,
                 }
             } else if !out.status.success() {
                 let error = error_line(&out.stderr);
-                eprintln!("bench: {shown} on {backend}: {error}");
+                eprintln!("bench: {shown} on {on}: {error}");
                 Outcome::Failed(error)
             } else {
                 Outcome::Measured(
@@ -214,6 +272,7 @@ pub fn run(args: &Args) -> Result<()> {
             rows.push(BenchRow {
                 config: shown,
                 backend: backend.clone(),
+                build: build.clone(),
                 outcome,
                 pytorch: None,
             });
@@ -223,7 +282,12 @@ pub fn run(args: &Args) -> Result<()> {
         for row in &mut rows[first_row..] {
             row.pytorch = twin.clone();
         }
+        // A run stopped midway (a GPU lease ending, Ctrl-C) keeps the configs it measured.
+        std::fs::create_dir_all(&args.out)?;
+        let partial = args.out.join("bench.partial.json");
+        zoo::fsutil::write_atomic(&partial, serde_json::to_string_pretty(&rows)?.as_bytes())?;
     }
+    std::fs::remove_file(args.out.join("bench.partial.json")).ok();
     let section = (!args.no_readme).then_some(args.readme_section.as_str());
     write_results(&args.out, "bench", &markdown(&rows), &rows, section)
 }
@@ -246,14 +310,16 @@ fn markdown(rows: &[BenchRow]) -> String {
             Outcome::Failed(error) => {
                 out += &format!(
                     "| {} | {} | failed: {error} | | | | |{blank}\n",
-                    row.config, row.backend
+                    row.config,
+                    row.on()
                 );
                 continue;
             }
             Outcome::TimedOut { after_s } => {
                 out += &format!(
                     "| {} | {} | stopped after {after_s} s | | | | |{blank}\n",
-                    row.config, row.backend
+                    row.config,
+                    row.on()
                 );
                 continue;
             }
@@ -262,7 +328,7 @@ fn markdown(rows: &[BenchRow]) -> String {
         out += &format!(
             "| {} | {} | {} | {} ({}) | {} ({}) | {} | {} |",
             row.config,
-            row.backend,
+            row.on(),
             rate(Some(r.loader_samples_per_second)),
             rate(r.train_samples_per_second),
             r.batch_size,
@@ -300,5 +366,48 @@ fn pytorch_cells(zoo: &BenchResult, pytorch: Option<&PytorchOutcome>) -> String 
                 ),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zoo::config::Override;
+
+    #[test]
+    fn set_args_read_back_as_the_same_overrides() {
+        let given: Vec<Override> = ["model.width=1.0", "data.dir=/tmp/a b", "data.batch_size=64"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let args = set_args(&given);
+        let flags: Vec<&String> = args.iter().step_by(2).collect();
+        assert!(flags.iter().all(|f| *f == "--set"));
+        let read: Vec<Override> = args
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(read, given);
+    }
+
+    #[test]
+    fn builds_are_label_then_path_and_name_their_rows() {
+        assert_eq!(
+            parse_build("fusion=/tmp/zoo=x").unwrap(),
+            ("fusion".to_string(), PathBuf::from("/tmp/zoo=x"))
+        );
+        assert!(parse_build("/tmp/zoo").is_err());
+        let row = |build: Option<&str>| BenchRow {
+            config: "c.toml".into(),
+            backend: "wgpu".into(),
+            build: build.map(Into::into),
+            outcome: Outcome::Failed("x".into()),
+            pytorch: None,
+        };
+        assert_eq!(row(Some("fusion")).on(), "wgpu (fusion)");
+        assert_eq!(row(None).on(), "wgpu");
+        assert!(markdown(&[row(Some("plain"))]).contains("| c.toml | wgpu (plain) | failed: x |"));
     }
 }

@@ -106,12 +106,16 @@ pub fn bench(
     if let Some(first) = batches.next() {
         infer(first);
     }
+    // The clock starts on an idle device and stops on one: a read of the scores does not wait
+    // for all the work queued before it on wgpu (lavapipe read 4x the rate without these).
+    device.sync().ok();
     let inference_rate = on_pool(|| {
         let (mut inferred, started) = (0, Instant::now());
         for batch in batches {
             inferred += batch.targets.dims()[0];
             infer(batch);
         }
+        device.sync().ok();
         inferred as f64 / started.elapsed().as_secs_f64()
     });
 
