@@ -11,6 +11,7 @@ set -u
 plain=$1 fusion=$2 xtask=$3 data=$4 out=$5
 shift 5
 root=$(cd "$(dirname "$0")/.." && pwd)
+export ZOO_ROOT=$root  # the checkout here, not the one the carried xtask was built in
 fm=$root/configs/fashion-mnist
 # bench SECONDS STAGE ARGS...: one interleaved run, stopped after SECONDS whatever happens.
 bench() {

@@ -5,8 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// The workspace root (xtask sits one level below it).
+/// The workspace root (xtask sits one level below it), or `ZOO_ROOT` where set: a built xtask
+/// carried to another machine (the GPU runs) finds the checkout there.
 pub fn workspace_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("ZOO_ROOT") {
+        return root.into();
+    }
     let xtask_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     xtask_dir.parent().unwrap_or(xtask_dir).to_path_buf()
 }
