@@ -11,15 +11,16 @@
 set -eu
 dir=$1
 root=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$root/target}/debug
+target=${CARGO_TARGET_DIR:-$root/target}
 mkdir -p "$dir/fm"
 cd "$root"
-cargo build --bin zoo --features gpu-fusion
-strip -o "$dir/zoo-fusion" "$target/zoo"
-# The plain build last, so that target/ holds the tested binary again.
 cargo build --workspace --bins
-strip -o "$dir/zoo-plain" "$target/zoo"
-strip -o "$dir/xtask" "$target/xtask"
+strip -o "$dir/zoo-plain" "$target/debug/zoo"
+strip -o "$dir/xtask" "$target/debug/xtask"
+# Burn with other features: in a target directory of its own, so that the tested one keeps
+# one build of Burn (.ci/run checks it). A cold build: about 20 minutes the first time.
+CARGO_TARGET_DIR=$target/gpu-fusion cargo build --bin zoo --features gpu-fusion
+strip -o "$dir/zoo-fusion" "$target/gpu-fusion/debug/zoo"
 xz -T0 -6 -f "$dir/zoo-fusion" "$dir/zoo-plain" "$dir/xtask"
 python3 - "${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}" "$dir/fm" <<'PY'
 import gzip, struct, sys

@@ -8,8 +8,8 @@ auxiliary heads, recurrent cells), the same loss and the same optimizer with the
 and prints one JSON line: training images/s over `steps` steps after 5 untimed ones, and
 inference images/s at the config's evaluation batch under `torch.no_grad()`, over
 steps / 4 + 1 batches after an untimed one. On cuda the loss is read back every step and the
-predictions every batch, as zoo reads them, so both timings end on a finished GPU. Inputs are random (throughput does not depend on
-pixel values); zoo's are the dataset's. `cargo xtask bench --against-pytorch` runs it beside
+predictions every batch, as zoo reads them, so both timings end on a finished GPU. Inputs are
+random (throughput does not depend on pixel values); zoo's are the dataset's. `cargo xtask bench --against-pytorch` runs it beside
 `zoo bench`, config by config. Exit status 3 when torch is not installed.
 """
 import argparse

@@ -28,12 +28,16 @@ pub struct BenchRow {
 }
 
 impl BenchRow {
-    /// The backend, and the build where the run compared several: "wgpu (fusion)".
     fn on(&self) -> String {
-        match &self.build {
-            Some(label) => format!("{} ({label})", self.backend),
-            None => self.backend.clone(),
-        }
+        on(&self.backend, self.build.as_deref())
+    }
+}
+
+/// The backend, and the build where the run compared several: "wgpu (fusion)".
+fn on(backend: &str, build: Option<&str>) -> String {
+    match build {
+        Some(label) => format!("{backend} ({label})"),
+        None => backend.to_string(),
     }
 }
 
@@ -214,20 +218,16 @@ pub fn run(args: &Args) -> Result<()> {
     let mut rows = Vec::new();
     for config in &configs {
         let first_row = rows.len();
-        for (build, backend) in builds
+        for ((build, zoo), backend) in builds
             .iter()
             .flat_map(|b| args.backends.iter().map(move |backend| (b, backend)))
         {
-            let (build, zoo) = build;
             let shown = config
                 .strip_prefix(&root)
                 .unwrap_or(config)
                 .display()
                 .to_string();
-            let on = match build {
-                Some(label) => format!("{backend} ({label})"),
-                None => backend.clone(),
-            };
+            let on = on(backend, build.as_deref());
             eprintln!("bench: {shown} on {on}");
             let mut child = Command::new(zoo)
                 .current_dir(&root)
