@@ -1,15 +1,17 @@
 """PyTorch's twin of a zoo image config, timed the way `zoo bench` times zoo.
 
-    python3 xtask/pytorch_mirror.py RESOLVED.toml [--steps 50] [--threads 2] [--device cpu|cuda]
+    python3 xtask/pytorch_mirror.py RESOLVED.toml [--steps 50] [--min-seconds 1] [--threads 2] [--device cpu|cuda]
 
 RESOLVED.toml is a config as `zoo check CONFIG --print-config` writes it (every default filled
 in). The script builds the same network (layers, widths, pooling, normalization, dropout,
 auxiliary heads, recurrent cells), the same loss and the same optimizer with the same settings,
 and prints one JSON line: training images/s over `steps` steps after 5 untimed ones, and
 inference images/s at the config's evaluation batch under `torch.no_grad()`, over
-steps / 4 + 1 batches after an untimed one. On cuda the loss is read back every step and the
+steps / 4 batches (rounded up) after an untimed one; each clock then runs on through the same
+batches until it has run `min_seconds`, as zoo bench does. On cuda the loss is read back every step and the
 predictions every batch, as zoo reads them, so both timings end on a finished GPU. Inputs are
-random (throughput does not depend on pixel values); zoo's are the dataset's. `cargo xtask bench --against-pytorch` runs it beside
+random (throughput does not depend on pixel values), up to 16 distinct batches per clock;
+zoo's are the dataset's. `cargo xtask bench --against-pytorch` runs it beside
 `zoo bench`, config by config. Exit status 3 when torch is not installed.
 """
 import argparse
@@ -352,7 +354,11 @@ def optimizer(t, params):
     raise SystemExit(f"no PyTorch optimizer for {kind}")
 
 
-def measure(config, steps, device, warmup=5):
+# At most this many distinct random batches per clock (beyond the caches, more change nothing).
+DISTINCT = 16
+
+
+def measure(config, steps, device, min_seconds, warmup=5):
     m, data, train = config["model"], config["data"], config["train"]
     if m["kind"] not in FAMILIES:
         raise SystemExit(f"{m['kind']}: no PyTorch twin (zoo bench times its prediction, not training)")
@@ -363,28 +369,43 @@ def measure(config, steps, device, warmup=5):
     model.train()
     opt, loss = optimizer(train, model.parameters()), loss_fn(m)
     batch = data["batch_size"]
-    x, y = torch.randn(batch, c, h, w, device=device), torch.randint(0, classes, (batch,), device=device)
-    for i in range(warmup + steps):
+
+    def batches(count, size):
+        # Distinct batches, as zoo's loader gives it (a single one would stay in the caches).
+        return [torch.randn(size, c, h, w, device=device) for _ in range(min(count, DISTINCT))]
+
+    def clock_done(done, asked, started):
+        # As zoo bench: the asked steps, then on through the same batches until min_seconds.
+        return done >= asked and time.perf_counter() - started >= min_seconds
+
+    xs, y = batches(warmup + steps, batch), torch.randint(0, classes, (batch,), device=device)
+    i = 0
+    while True:
         if i == warmup:
             started = time.perf_counter()
+        if i >= warmup and clock_done(i - warmup, steps, started):
+            break
         opt.zero_grad(set_to_none=True)
-        out = model(x)
+        out = model(xs[i % len(xs)])
         value = loss(out, y)
         value.backward()
         opt.step()
         value.item()  # zoo reads the loss back every step too
-    train_rate = steps * batch / (time.perf_counter() - started)
+        i += 1
+    train_steps = i - warmup
+    train_rate = train_steps * batch / (time.perf_counter() - started)
 
     model.eval()
     eval_batch = data["eval_batch_size"]
-    xe = torch.randn(eval_batch, c, h, w, device=device)
-    batches = steps // 4 + 1
+    asked = -(-steps // 4)
+    xes = batches(asked + 1, eval_batch)
     with torch.no_grad():
-        model(xe).argmax(1).cpu()
-        started = time.perf_counter()
-        for _ in range(batches):
-            model(xe).argmax(1).cpu()  # zoo reads each batch's predictions back too
-    inference_rate = batches * eval_batch / (time.perf_counter() - started)
+        model(xes[0]).argmax(1).cpu()
+        started, done = time.perf_counter(), 0
+        while not clock_done(done, asked, started):
+            model(xes[done % len(xes)]).argmax(1).cpu()  # zoo reads each batch's predictions back too
+            done += 1
+    inference_rate = done * eval_batch / (time.perf_counter() - started)
     return dict(params=sum(p.numel() for p in model.parameters()),
                 train_samples_per_second=train_rate, batch_size=batch,
                 inference_samples_per_second=inference_rate, inference_batch_size=eval_batch,
@@ -396,6 +417,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config")
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--min-seconds", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
@@ -405,7 +427,7 @@ def main():
         raise SystemExit(f"--device {args.device}: torch {torch.__version__} sees no CUDA GPU")
     with open(args.config, "rb") as f:
         config = tomllib.load(f)
-    print(json.dumps(measure(config, args.steps, device)))
+    print(json.dumps(measure(config, args.steps, device, args.min_seconds)))
 
 
 if __name__ == "__main__":

@@ -82,6 +82,9 @@ pub struct Args {
     /// Timed training steps per measurement.
     #[arg(long, default_value_t = 50)]
     steps: usize,
+    /// Past `--steps`, each clock runs on until it has run this long (zoo and PyTorch alike).
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    min_seconds: f64,
     /// Stop a measurement that runs longer than this (its row says so).
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
@@ -167,6 +170,7 @@ impl Pytorch<'_> {
             .arg(&self.script)
             .arg(&resolved)
             .args(["--steps", &self.args.steps.to_string()])
+            .args(["--min-seconds", &self.args.min_seconds.to_string()])
             .args(["--threads", &self.threads.to_string()])
             .args(["--device", &self.args.pytorch_device])
             .output()
@@ -238,6 +242,8 @@ pub fn run(args: &Args) -> Result<()> {
                     backend,
                     "--steps",
                     &args.steps.to_string(),
+                    "--min-seconds",
+                    &args.min_seconds.to_string(),
                     "--json",
                 ])
                 .args(set_args(&args.set))

@@ -18,6 +18,8 @@ fn bench(dir: &Path, config: &Path, python: &Path) -> Output {
             "flex",
             "--steps",
             "2",
+            "--min-seconds",
+            "0",
             "--no-readme",
             "--against-pytorch",
         ])

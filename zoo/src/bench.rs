@@ -35,13 +35,27 @@ pub struct BenchResult {
     pub peak_memory_mib: Option<f64>,
 }
 
-/// Measures `steps` training steps (after `warmup` untimed ones) and as many inference batches.
-pub fn bench(
-    exp: &Experiment,
-    backend: Backend,
-    warmup: usize,
-    steps: usize,
-) -> anyhow::Result<BenchResult> {
+/// How long `bench` times: `steps` training steps after `warmup` untimed ones and a quarter as
+/// many inference batches, each clock running on through the same batches again until it has
+/// run `min_seconds` (the MLP's 50 steps take a few milliseconds: one stall of the host is
+/// then a third of the window).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub warmup: usize,
+    pub steps: usize,
+    pub min_seconds: f64,
+}
+
+impl Timing {
+    /// Whether a clock that has run `seconds` over `done` steps (or batches) of `asked` stops.
+    fn done(&self, done: usize, asked: usize, seconds: f64) -> bool {
+        done >= asked && seconds >= self.min_seconds
+    }
+}
+
+/// Measures training and inference for as long as `timing` says.
+pub fn bench(exp: &Experiment, backend: Backend, timing: Timing) -> anyhow::Result<BenchResult> {
+    let Timing { warmup, steps, .. } = timing;
     let config = match &exp.model {
         ModelConfig::CharLm(_) => anyhow::bail!("zoo bench measures image models; a char-lm run reports its characters per second in metrics.json"),
         ModelConfig::Knn(knn) => return bench_knn(knn, exp, backend, steps),
@@ -73,12 +87,16 @@ pub fn bench(
     let (model, train_rate) = on_pool(|| {
         let (mut started, mut trained) = (Instant::now(), 0);
         let mut scale = LossScale::default();
-        for (i, batch) in batches.into_iter().enumerate() {
+        for (i, batch) in batches.iter().cycle().cloned().enumerate() {
             if i == warmup {
                 ad.sync().ok();
                 started = Instant::now();
             }
             if i >= warmup {
+                let seconds = started.elapsed().as_secs_f64();
+                if timing.done(i - warmup, steps, seconds) {
+                    break;
+                }
                 trained += batch.targets.dims()[0];
             }
             let lr = exp.train.lr;
@@ -96,14 +114,19 @@ pub fn bench(
 
     let eval_model = model.valid();
     let inference_batch = exp.data.eval_batch_size;
-    let mut batches = plain_loader(&data, inference_batch, &device)
+    let inference_batches = steps.div_ceil(4);
+    let batches = plain_loader(&data, inference_batch, &device)
         .iter()
-        .take(steps.div_ceil(4) + 1)
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter();
+        .take(inference_batches + 1)
+        .collect::<Result<Vec<_>, _>>()?;
     // Scores are read back to the host, as evaluation does; the first batch warms up.
-    let infer = |batch: datasets::ImageBatch| eval_model.logits(batch.images).argmax(1).into_data();
-    if let Some(first) = batches.next() {
+    let infer = |batch: &datasets::ImageBatch| {
+        eval_model
+            .logits(batch.images.clone())
+            .argmax(1)
+            .into_data()
+    };
+    if let Some(first) = batches.first() {
         infer(first);
     }
     // The clock starts on an idle device and stops on one: a read of the scores does not wait
@@ -111,7 +134,15 @@ pub fn bench(
     device.sync().ok();
     let inference_rate = on_pool(|| {
         let (mut inferred, started) = (0, Instant::now());
-        for batch in batches {
+        // A split of one batch times that batch again.
+        let timed = batches
+            .get(1..)
+            .filter(|rest| !rest.is_empty())
+            .unwrap_or(&batches);
+        for (i, batch) in timed.iter().cycle().enumerate() {
+            if timing.done(i, inference_batches, started.elapsed().as_secs_f64()) {
+                break;
+            }
             inferred += batch.targets.dims()[0];
             infer(batch);
         }
@@ -237,4 +268,26 @@ fn peak_memory_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timing;
+
+    #[test]
+    fn a_clock_stops_only_after_the_asked_steps_and_the_minimum_time() {
+        let timing = Timing {
+            warmup: 5,
+            steps: 50,
+            min_seconds: 1.0,
+        };
+        assert!(!timing.done(49, 50, 3.0), "too few steps, however long");
+        assert!(!timing.done(50, 50, 0.2), "too short a window");
+        assert!(timing.done(50, 50, 1.0));
+        let no_minimum = Timing {
+            min_seconds: 0.0,
+            ..timing
+        };
+        assert!(no_minimum.done(50, 50, 0.0));
+    }
 }

@@ -138,6 +138,10 @@ enum Command {
         /// Timed training steps (after 5 untimed ones).
         #[arg(long, default_value_t = 50)]
         steps: usize,
+        /// Past `--steps`, each clock (training, inference) runs on through the same batches
+        /// until it has run this long.
+        #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+        min_seconds: f64,
         /// Print JSON instead of a line of text.
         #[arg(long)]
         json: bool,
@@ -199,6 +203,7 @@ fn path_override(key: &str, path: &Path) -> Override {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     // A bug must still end in one `error:` line, not a panic trace.
     std::panic::set_hook(Box::new(|info| {
         let message = info
@@ -232,6 +237,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// Has glibc's allocator keep freed memory for the next allocation instead of handing it back
+/// to the system: every step allocates tensors of the same sizes, and on fresh pages each of
+/// their 4 KiB pages costs a page fault (the MLP inferred 8-13 % faster with this, and steadily).
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets two of the allocator's thresholds, before any thread starts.
+    unsafe {
+        // Blocks up to 32 MiB (glibc's largest threshold) from the heap, not from mmap...
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        // ...and the heap's free top kept up to 1 GiB.
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
 
@@ -373,6 +392,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             config,
             backend,
             steps,
+            min_seconds,
             json,
             loader_only,
         } => {
@@ -389,7 +409,16 @@ fn dispatch(cli: Cli) -> Result<()> {
                 }
                 return Ok(());
             }
-            let r = zoo::bench::bench(&exp, backend, 5, steps)?;
+            anyhow::ensure!(
+                min_seconds.is_finite() && min_seconds >= 0.0,
+                "--min-seconds: expected a number of seconds >= 0, got {min_seconds}"
+            );
+            let timing = zoo::bench::Timing {
+                warmup: 5,
+                steps,
+                min_seconds,
+            };
+            let r = zoo::bench::bench(&exp, backend, timing)?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {

@@ -354,3 +354,27 @@ fn f16_trains_on_wgpu_and_cpu_backends_refuse_it() {
         assert!(err.contains("does not support bf16"), "{err}");
     }
 }
+
+#[test]
+fn bench_reports_its_rates_as_json_and_refuses_a_negative_minimum() {
+    let sb = Sandbox::with_data(600, 200);
+    let config = sb.config("mlp.toml", "kind = \"mlp\"\nhidden = [32]", "");
+    let args = [
+        "bench",
+        &config,
+        "--steps",
+        "3",
+        "--min-seconds",
+        "0",
+        "--json",
+    ];
+    let out = sb.zoo_ok(&args);
+    let r: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(r["model"], "mlp");
+    assert!(r["train_samples_per_second"].as_f64().unwrap() > 0.0);
+    assert!(r["inference_samples_per_second"].as_f64().unwrap() > 0.0);
+
+    let out = sb.zoo(&["bench", &config, "--min-seconds=-1"]);
+    let message = assert_clean_failure(&out);
+    assert!(message.contains("--min-seconds"), "{message}");
+}
