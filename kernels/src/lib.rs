@@ -1,6 +1,6 @@
 //! zoo's own kernels, where Burn 0.22's CPU ops are the bottleneck (issue 13): the LSTM and
-//! GRU recurrences, the convolution, batch norm and max pooling as single ops with hand-written
-//! backward passes on Flex, dropout, vectorized exp / sigmoid / tanh, and Adam's update in one
+//! GRU recurrences, the convolution, batch norm, max and average pooling as single ops with
+//! hand-written backward passes on Flex, dropout, vectorized exp / sigmoid / tanh, and Adam's update in one
 //! pass. Each has a Burn-ops reference beside it that the tests compare with, and which other
 //! backends run, so that each can go upstream to Burn later.
 
@@ -22,7 +22,7 @@ pub use batch_norm::batch_norm;
 pub use conv::conv2d;
 pub use dropout::dropout;
 pub use optim::FusedAdam;
-pub use pool::max_pool2d;
+pub use pool::{avg_pool2d, max_pool2d};
 pub use recurrent::{gru, lstm, project, rnn};
 
 #[cfg(test)]

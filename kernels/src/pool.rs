@@ -1,10 +1,13 @@
-//! Max pooling (`burn::nn::pool::MaxPool2d`) as our own op on Flex: each window's bounds are
-//! worked out once per call, not per element, planes run in parallel, and the backward adds
-//! each output's gradient at its window's maximum. Flex's recomputes the bounds of every
-//! window inside a 3-d loop: 46 % of LeNet-5's training. Same maxima, same indices (the first
-//! maximum of a window in row order; a NaN wins), and the same order of additions backward
-//! as Flex's, so the results are the same bits. Elsewhere, and for dilated or "same"-padded
-//! pooling, the layer's own `forward`.
+//! Max and average pooling (`burn::nn::pool::MaxPool2d`, `AvgPool2d`) as our own ops on Flex:
+//! each window's bounds are worked out once per call, not per element, planes run in parallel,
+//! and one kernel position at a time runs across a whole output row. Flex's recomputes the
+//! bounds of every window inside a 3-d loop: its max pooling took 46 % of LeNet-5's training,
+//! its average pooling a fifth of the classic LeNet-5's. Max pooling: same maxima, same
+//! indices (the first maximum of a window in row order; a NaN wins), and the same order of
+//! additions backward as Flex's. Average pooling: each window summed from 0 in row order and
+//! divided by its size, each input's gradient shares added in output order, as Flex's. So both
+//! give Flex's bits. Elsewhere, and for dilated, padded (average) or "same"-padded pooling,
+//! the layer's own `forward`.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -13,7 +16,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
-use burn::nn::pool::MaxPool2d;
+use burn::nn::pool::{AvgPool2d, MaxPool2d};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -39,6 +42,10 @@ pub trait PoolOps: Backend {
     /// The maximum of each window. `x`: `[batch, channels, height, width]`; returns
     /// `[batch, channels, height', width']`.
     fn fast_max_pool2d(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self>;
+
+    /// The mean of each window (no padding). `x`: `[batch, channels, height, width]`; returns
+    /// `[batch, channels, height', width']`.
+    fn fast_avg_pool2d(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self>;
 }
 
 /// `layer` applied to `x`, as `MaxPool2d::forward`, with our op on Flex.
@@ -67,7 +74,36 @@ pub fn max_pool2d(layer: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
+/// `layer` applied to `x`, as `AvgPool2d::forward`, with our op on Flex where the layer has
+/// no padding and does not round up (zoo's average pools: LeNet-5's, GoogLeNet's auxiliary
+/// heads').
+///
+/// # Shapes
+/// - x: `[batch, channels, height, width]`; output: `[batch, channels, height', width']`
+pub fn avg_pool2d(layer: &AvgPool2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, _, height, width] = x.dims();
+    let window = Window {
+        kernel: layer.kernel_size,
+        stride: layer.stride,
+        padding: [0, 0],
+        ceil_mode: false,
+    };
+    let unpadded = symmetric_padding(&layer.padding) == Some([0, 0]) && !layer.ceil_mode;
+    match unpadded && on_flex_f32(&x) && window.fits(height, width) {
+        true => Tensor::from_dispatch(<Dispatch as PoolOps>::fast_avg_pool2d(
+            x.into_dispatch(),
+            window,
+        )),
+        false => layer.forward(x),
+    }
+}
+
 impl Window {
+    /// Values in a whole window.
+    fn size(&self) -> f32 {
+        (self.kernel[0] * self.kernel[1]) as f32
+    }
+
     /// Outputs along `axis` for `input` values, as Flex (and PyTorch) count them; with
     /// `ceil_mode`, a last window that would start in the trailing padding is dropped.
     fn outputs(&self, axis: usize, input: usize) -> usize {
@@ -252,11 +288,96 @@ fn backward(d_out: &[f32], at: &[u32], planes: &Planes) -> Vec<f32> {
     d_x
 }
 
+/// Each window's mean (no padding: every window is whole): its values summed from 0 in row
+/// order, one kernel position at a time across each output row, then divided by its size.
+fn avg_forward(x: &[f32], planes: &Planes, size: f32) -> Vec<f32> {
+    let (input_len, output_len, width) = (planes.input_len(), planes.output_len(), planes.shape[3]);
+    let mut out = vec![0.0; planes.shape[0] * planes.shape[1] * output_len];
+    let stride = planes.stride;
+    out.par_chunks_mut(output_len)
+        .zip(x.par_chunks(input_len))
+        .with_min_len(planes.per_task())
+        .for_each(|(out, plane)| {
+            for (out, &(top, bottom)) in out.chunks_exact_mut(planes.out_width).zip(&planes.rows) {
+                for y in top..bottom {
+                    let row = &plane[y * width..][..width];
+                    for &((lo, hi), offset) in &planes.column_taps {
+                        let first = ((lo * stride) as isize + offset) as usize;
+                        let values = row[first..].iter().step_by(stride);
+                        out[lo..hi]
+                            .iter_mut()
+                            .zip(values)
+                            .for_each(|(o, v)| *o += v);
+                    }
+                }
+                out.iter_mut().for_each(|o| *o /= size);
+            }
+        });
+    out
+}
+
+/// The input's gradient: each output's gradient divided by the window's size, added to every
+/// value of its window. Kernel columns run right to left, so that each input, which meets one
+/// output per kernel column, gets its shares in output order, as Flex adds them.
+fn avg_backward(d_out: &[f32], planes: &Planes, size: f32) -> Vec<f32> {
+    let (input_len, output_len, width) = (planes.input_len(), planes.output_len(), planes.shape[3]);
+    let mut d_x = vec![0.0; planes.shape[0] * planes.shape[1] * input_len];
+    let stride = planes.stride;
+    d_x.par_chunks_mut(input_len)
+        .zip(d_out.par_chunks(output_len))
+        .with_min_len(planes.per_task())
+        .for_each_init(Vec::new, |shares, (d_x, d_out)| {
+            let rows = d_out.chunks_exact(planes.out_width).zip(&planes.rows);
+            for (d_out, &(top, bottom)) in rows {
+                shares.clear();
+                shares.extend(d_out.iter().map(|d| d / size));
+                for y in top..bottom {
+                    let row = &mut d_x[y * width..][..width];
+                    for &((lo, hi), offset) in planes.column_taps.iter().rev() {
+                        let first = ((lo * stride) as isize + offset) as usize;
+                        let cells = row[first..].iter_mut().step_by(stride);
+                        cells
+                            .zip(&shares[lo..hi])
+                            .for_each(|(d, share)| *d += share);
+                    }
+                }
+            }
+        });
+    d_x
+}
+
 impl PoolOps for Flex {
     fn fast_max_pool2d(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self> {
         let x = contiguous(x);
         let planes = Planes::of(&x, &window);
         tensor(forward(values(&x), &planes).0, &planes.out_shape())
+    }
+
+    fn fast_avg_pool2d(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self> {
+        let x = contiguous(x);
+        let planes = Planes::of(&x, &window);
+        tensor(
+            avg_forward(values(&x), &planes, window.size()),
+            &planes.out_shape(),
+        )
+    }
+}
+
+/// Average pooling as one autodiff op.
+#[derive(Debug)]
+struct AvgPool;
+
+impl Backward<Flex, 1> for AvgPool {
+    /// The sizes, and the window's.
+    type State = (Planes, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_out = contiguous(grads.consume::<Flex>(&ops.node));
+        if let [Some(parent)] = &ops.parents {
+            let (planes, size) = &ops.state;
+            let d_x = avg_backward(values(&d_out), planes, *size);
+            grads.register::<Flex>(parent.id, tensor(d_x, &planes.shape));
+        }
     }
 }
 
@@ -287,6 +408,18 @@ impl<C: CheckpointStrategy> PoolOps for Autodiff<Flex, C> {
         let out = tensor(out, &planes.out_shape());
         match MaxPool.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((at, planes), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fast_avg_pool2d(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self> {
+        let nodes = [x.node()];
+        let x = contiguous(x.into_primitive());
+        let planes = Planes::of(&x, &window);
+        let out = avg_forward(values(&x), &planes, window.size());
+        let out = tensor(out, &planes.out_shape());
+        match AvgPool.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((planes, window.size()), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }

@@ -475,6 +475,20 @@ fn flex_batch_norm_matches_burns_on_features_and_large_batches() {
     compare_batch_norm([128, 8, 32, 32], 0.5);
 }
 
+/// The bits of two poolings of `x`, each followed by its input's gradient through a loss that
+/// weighs every output differently.
+fn pooled_bits(x: Tensor<4>, ours: Tensor<4>, burns: Tensor<4>) -> [Vec<u32>; 2] {
+    let weights = Tensor::random(ours.dims(), Distribution::Normal(0.0, 1.0), &x.device());
+    [ours, burns].map(|out| {
+        let grads = (out.clone() * weights.clone()).sum().backward();
+        [out, x.grad(&grads).unwrap()]
+            .into_iter()
+            .flat_map(|t| t.into_data().try_to_vec::<f32>().unwrap())
+            .map(f32::to_bits)
+            .collect()
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(100))]
 
@@ -502,15 +516,28 @@ proptest! {
             .round()
             .require_grad();
         let (ours, burns) = (crate::max_pool2d(&layer, x.clone()), layer.forward(x.clone()));
-        let bits = |t: Tensor<4>| -> Vec<u32> {
-            let values = t.into_data().try_to_vec::<f32>().unwrap();
-            values.iter().map(|v| v.to_bits()).collect()
-        };
-        prop_assert_eq!(bits(ours.clone()), bits(burns.clone()));
-        let weights = Tensor::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
-        let grads = (ours * weights.clone()).sum().backward();
-        let expected = (burns * weights).sum().backward();
-        prop_assert_eq!(bits(x.grad(&grads).unwrap()), bits(x.grad(&expected).unwrap()));
+        let [ours, burns] = pooled_bits(x, ours, burns);
+        prop_assert_eq!(ours, burns);
+    }
+
+    /// Our average pooling gives Flex's bits, forward and backward: each window summed in the
+    /// same order, and, where windows overlap (stride under the kernel), each input's shares
+    /// added in the same order.
+    #[test]
+    fn flex_avg_pool2d_matches_burns_bit_for_bit(
+        batch in 1usize..4, channels in 1usize..4, height in 1usize..13, width in 1usize..13,
+        kernel in (1usize..6, 1usize..6), stride in (1usize..4, 1usize..4),
+    ) {
+        prop_assume!(height >= kernel.0 && width >= kernel.1);
+        let device = Device::flex().autodiff();
+        let layer = burn::nn::pool::AvgPool2dConfig::new([kernel.0, kernel.1])
+            .with_strides([stride.0, stride.1])
+            .init();
+        let shape = [batch, channels, height, width];
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let (ours, burns) = (crate::avg_pool2d(&layer, x.clone()), layer.forward(x.clone()));
+        let [ours, burns] = pooled_bits(x, ours, burns);
+        prop_assert_eq!(ours, burns);
     }
 }
 

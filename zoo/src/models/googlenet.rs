@@ -402,7 +402,7 @@ impl AuxClassifier {
     /// # Shapes
     /// - x: `[batch, channels, height, width]` (the 4a or 4d map); output: `[batch, num_classes]`
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.conv.forward(self.pool.forward(x)).flatten(1, 3);
+        let x = self.conv.forward(kernels::avg_pool2d(&self.pool, x)).flatten(1, 3);
         self.fc2
             .forward(kernels::dropout(&self.dropout, relu(self.fc1.forward(x))))
     }

@@ -122,7 +122,7 @@ impl Pool2d {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         match self {
             Pool2d::Max(p) => kernels::max_pool2d(p, x),
-            Pool2d::Avg(p) => p.forward(x),
+            Pool2d::Avg(p) => kernels::avg_pool2d(p, x),
         }
     }
 }
