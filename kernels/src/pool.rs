@@ -346,20 +346,48 @@ fn avg_backward(d_out: &[f32], planes: &Planes, size: f32) -> Vec<f32> {
     d_x
 }
 
+/// `x` pooled on Flex by `pool`, which writes the output from the input's values and sizes
+/// and returns what a backward would keep: the output tensor, that, and the sizes.
+fn pool_flex<K>(
+    x: FlexTensor,
+    window: &Window,
+    pool: impl FnOnce(&[f32], &Planes) -> (Vec<f32>, K),
+) -> (FlexTensor, K, Planes) {
+    let x = contiguous(x);
+    let planes = Planes::of(&x, window);
+    let (out, kept) = pool(values(&x), &planes);
+    (tensor(out, &planes.out_shape()), kept, planes)
+}
+
+/// `x` pooled as one autodiff op: forward by `pool`, backward by `op`, whose state is what
+/// `pool` keeps beside the sizes.
+fn pool_tracked<C, K, O>(
+    op: O,
+    x: FloatTensor<Autodiff<Flex, C>>,
+    window: &Window,
+    pool: impl FnOnce(&[f32], &Planes) -> (Vec<f32>, K),
+) -> FloatTensor<Autodiff<Flex, C>>
+where
+    C: CheckpointStrategy,
+    K: Clone + Send + std::fmt::Debug + 'static,
+    O: Backward<Flex, 1, State = (K, Planes)>,
+{
+    let nodes = [x.node()];
+    let (out, kept, planes) = pool_flex(x.into_primitive(), window, pool);
+    match op.prepare::<C>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((kept, planes), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
 impl PoolOps for Flex {
     fn fast_max_pool2d(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self> {
-        let x = contiguous(x);
-        let planes = Planes::of(&x, &window);
-        tensor(forward(values(&x), &planes).0, &planes.out_shape())
+        pool_flex(x, &window, forward).0
     }
 
     fn fast_avg_pool2d(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self> {
-        let x = contiguous(x);
-        let planes = Planes::of(&x, &window);
-        tensor(
-            avg_forward(values(&x), &planes, window.size()),
-            &planes.out_shape(),
-        )
+        let size = window.size();
+        pool_flex(x, &window, |x, planes| (avg_forward(x, planes, size), ())).0
     }
 }
 
@@ -368,13 +396,13 @@ impl PoolOps for Flex {
 struct AvgPool;
 
 impl Backward<Flex, 1> for AvgPool {
-    /// The sizes, and the window's.
-    type State = (Planes, f32);
+    /// The window's size, and the sizes.
+    type State = (f32, Planes);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let d_out = contiguous(grads.consume::<Flex>(&ops.node));
         if let [Some(parent)] = &ops.parents {
-            let (planes, size) = &ops.state;
+            let (size, planes) = &ops.state;
             let d_x = avg_backward(values(&d_out), planes, *size);
             grads.register::<Flex>(parent.id, tensor(d_x, &planes.shape));
         }
@@ -401,26 +429,13 @@ impl Backward<Flex, 1> for MaxPool {
 
 impl<C: CheckpointStrategy> PoolOps for Autodiff<Flex, C> {
     fn fast_max_pool2d(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self> {
-        let nodes = [x.node()];
-        let x = contiguous(x.into_primitive());
-        let planes = Planes::of(&x, &window);
-        let (out, at) = forward(values(&x), &planes);
-        let out = tensor(out, &planes.out_shape());
-        match MaxPool.prepare::<C>(nodes).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((at, planes), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        pool_tracked::<C, _, _>(MaxPool, x, &window, forward)
     }
 
     fn fast_avg_pool2d(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self> {
-        let nodes = [x.node()];
-        let x = contiguous(x.into_primitive());
-        let planes = Planes::of(&x, &window);
-        let out = avg_forward(values(&x), &planes, window.size());
-        let out = tensor(out, &planes.out_shape());
-        match AvgPool.prepare::<C>(nodes).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((planes, window.size()), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        let size = window.size();
+        pool_tracked::<C, _, _>(AvgPool, x, &window, |x, planes| {
+            (avg_forward(x, planes, size), size)
+        })
     }
 }

@@ -37,8 +37,8 @@ pub struct BenchResult {
 
 /// How long `bench` times: `steps` training steps after `warmup` untimed ones and a quarter as
 /// many inference batches, each clock running on through the same batches again until it has
-/// run `min_seconds` (the MLP's 50 steps take a few milliseconds: one stall of the host is
-/// then a third of the window).
+/// run `min_seconds` (the MLP's 50 steps take about 50 ms: one stall of the host is then a
+/// third of the window).
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub warmup: usize,
