@@ -20,7 +20,7 @@ use burn::backend::{Autodiff, Flex};
 use rayon::prelude::*;
 
 use crate::flex::{contiguous, tensor, values};
-use crate::math::{sigmoid_in_place, tanh_in_place};
+use crate::math::{sigmoid, sigmoid_in_place, simd_fn, tanh, tanh_in_place};
 use crate::matmul::{matmul_into, matmul_into_rows, Threads, View};
 use crate::recurrent::RecurrentOps;
 
@@ -79,32 +79,46 @@ fn fill_rows(buffer: &mut [f32], row: &[f32]) {
     }
 }
 
-/// The column sums of a row-major `[rows, width]` buffer: a bias's gradient.
-fn column_sums(values: &[f32], width: usize) -> FlexTensor {
-    let mut sums = vec![0.0; width];
-    for row in values.chunks_exact(width) {
+/// Adds the column sums of a row-major `[rows, width]` buffer to `sums`: a bias's gradient.
+fn add_column_sums(sums: &mut [f32], values: &[f32]) {
+    for row in values.chunks_exact(sums.len()) {
         for (sum, v) in sums.iter_mut().zip(row) {
             *sum += v;
         }
     }
-    tensor(sums, &[width])
+}
+
+/// Batch rows per share of the weights' gradients. A fixed size, not one share per thread: the
+/// shares, and the order they are summed in, hence the bits, do not depend on the thread count.
+const ROWS_PER_SHARE: usize = 32;
+
+/// The gradients of a layer's weights and biases, summed over a sequence.
+struct SequenceGrads {
+    /// The input's gradient, `[batch, steps, input]`, where it was asked for.
+    d_x: Option<FlexTensor>,
+    d_weight_ih: FlexTensor,
+    d_weight_hh: FlexTensor,
+    /// The column sums of the gates' input part; the hidden part's, where it has its own.
+    d_bias_ih: FlexTensor,
+    d_bias_hh: Option<FlexTensor>,
 }
 
 /// The gradients of the input (when `d_x_needed`: not for the images fed to the first layer)
-/// and of both weights from the gates' pre-activation gradients `[batch * steps, gates]`:
+/// and of the weights and biases from the gates' pre-activation gradients `[batch * steps,
+/// gates]`, `d_input_part` and, where it differs (the GRU's), `d_hidden_part`:
 /// `d_x = d_input_part @ weight_ih`, `d_weight_ih = d_input_part^T @ x`, `d_weight_hh =
-/// d_hidden_part^T @ previous`, where `previous` holds every step's input state
-/// `[batch * steps, hidden]`: `h0` at step 0, the output before it after (`state_of(b, t)`:
-/// step t's output state of row b). Whole-sequence matmuls on all threads, reading the
-/// transposes in place.
+/// d_hidden_part^T @ previous` and their column sums, where `previous` holds every step's
+/// input state: `h0` at step 0, the output before it after (`state_of(b, t)`: step t's output
+/// state of row b). The weights' shares of `ROWS_PER_SHARE` batch rows each run in parallel,
+/// one thread a share, then are summed in order.
 #[allow(clippy::too_many_arguments)]
-fn sequence_grads<'a>(
+fn sequence_grads<'a, 'd>(
     x: &[f32],
     weight_ih: &[f32],
-    d_input_part: &[f32],
-    d_hidden_part: &[f32],
+    d_input_part: &'d [f32],
+    d_hidden_part: Option<&'d [f32]>,
     h0: &'a [f32],
-    state_of: impl Fn(usize, usize) -> &'a [f32],
+    state_of: impl Fn(usize, usize) -> &'a [f32] + Sync,
     Sizes {
         batch,
         steps,
@@ -112,37 +126,70 @@ fn sequence_grads<'a>(
         hidden,
     }: Sizes,
     d_x_needed: bool,
-) -> [Option<FlexTensor>; 3] {
+) -> SequenceGrads {
     let rows = batch * steps;
     let width = d_input_part.len() / rows;
-    let mut previous = Vec::with_capacity(rows * hidden);
-    for b in 0..batch {
-        previous.extend_from_slice(&h0[b * hidden..][..hidden]);
-        for t in 1..steps {
-            previous.extend_from_slice(state_of(b, t - 1));
+    let d_x = d_x_needed.then(|| {
+        let mut d_x = vec![0.0; rows * input];
+        let lhs = View::rows(d_input_part, rows, width, width);
+        let rhs = View::rows(weight_ih, width, input, input);
+        matmul_into_rows(&mut d_x, input, lhs, rhs, false, Threads::All);
+        tensor(d_x, &[batch, steps, input])
+    });
+    // One share, flat: [d_weight_ih | d_weight_hh | d_bias_ih | d_bias_hh, if its own].
+    let (ih, hh) = (width * input, width * hidden);
+    let share_len = ih + hh + width * if d_hidden_part.is_some() { 2 } else { 1 };
+    let share = |first: usize| {
+        let n = ROWS_PER_SHARE.min(batch - first);
+        let (begin, len) = (first * steps, n * steps);
+        let part = |d: &'d [f32]| -> &'d [f32] { &d[begin * width..][..len * width] };
+        let d_in = part(d_input_part);
+        let d_hid = d_hidden_part.map_or(d_in, part);
+        let mut previous = Vec::with_capacity(len * hidden);
+        for b in first..first + n {
+            previous.extend_from_slice(&h0[b * hidden..][..hidden]);
+            for t in 1..steps {
+                previous.extend_from_slice(state_of(b, t - 1));
+            }
+        }
+        let mut out = vec![0.0; share_len];
+        let (d_weight_ih, rest) = out.split_at_mut(ih);
+        let (d_weight_hh, biases) = rest.split_at_mut(hh);
+        let x = View::rows(&x[begin * input..], len, input, input);
+        matmul_into(d_weight_ih, View::transposed(d_in, len, width), x, false);
+        let previous = View::rows(&previous, len, hidden, hidden);
+        matmul_into(
+            d_weight_hh,
+            View::transposed(d_hid, len, width),
+            previous,
+            false,
+        );
+        let (d_bias_ih, d_bias_hh) = biases.split_at_mut(width);
+        add_column_sums(d_bias_ih, d_in);
+        if d_hidden_part.is_some() {
+            add_column_sums(d_bias_hh, d_hid);
+        }
+        out
+    };
+    let shares: Vec<Vec<f32>> = (0..batch)
+        .step_by(ROWS_PER_SHARE)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(share)
+        .collect();
+    let mut sum = vec![0.0; share_len];
+    for share in &shares {
+        for (s, v) in sum.iter_mut().zip(share) {
+            *s += v;
         }
     }
-    let product = |lhs: View, rhs: View| {
-        let mut out = vec![0.0; lhs.rows * rhs.cols];
-        matmul_into_rows(&mut out, rhs.cols, lhs, rhs, false, Threads::All);
-        tensor(out, &[lhs.rows, rhs.cols])
-    };
-    let d_x = d_x_needed.then(|| {
-        let d_x = product(
-            View::rows(d_input_part, rows, width, width),
-            View::rows(weight_ih, width, input, input),
-        );
-        d_x.reshape([batch, steps, input].into())
-    });
-    let d_weight_ih = product(
-        View::transposed(d_input_part, rows, width),
-        View::rows(x, rows, input, input),
-    );
-    let d_weight_hh = product(
-        View::transposed(d_hidden_part, rows, width),
-        View::rows(&previous, rows, hidden, hidden),
-    );
-    [d_x, Some(d_weight_ih), Some(d_weight_hh)]
+    SequenceGrads {
+        d_x,
+        d_weight_ih: tensor(sum[..ih].to_vec(), &[width, input]),
+        d_weight_hh: tensor(sum[ih..ih + hh].to_vec(), &[width, hidden]),
+        d_bias_ih: tensor(sum[ih + hh..][..width].to_vec(), &[width]),
+        d_bias_hh: d_hidden_part.map(|_| tensor(sum[ih + hh + width..].to_vec(), &[width])),
+    }
 }
 
 /// Rows `first..first + n` of a batch.
@@ -264,7 +311,6 @@ fn lstm_forward_block(
     for (row, h) in xh.chunks_exact_mut(joint).zip(h0.chunks_exact(hidden)) {
         row[input..input + hidden].copy_from_slice(h);
     }
-    let mut tanh_c = vec![0.0; hidden];
     for t in 0..steps {
         let first = t * step_offset;
         for (b, row) in xh.chunks_exact_mut(joint).enumerate() {
@@ -282,28 +328,74 @@ fn lstm_forward_block(
         for b in 0..batch {
             let row = b * steps + t;
             let gate = &mut gates[first + b * row_stride..][..width];
-            sigmoid_in_place(&mut gate[..2 * hidden]);
-            tanh_in_place(&mut gate[2 * hidden..3 * hidden]);
-            sigmoid_in_place(&mut gate[3 * hidden..]);
-            let (i, rest) = gate.split_at(hidden);
-            let (f, rest) = rest.split_at(hidden);
-            let (g, o) = rest.split_at(hidden);
             let (before, from_row) = out.split_at_mut(row * 2 * hidden);
             let c_prev = match t {
                 0 => &c0[b * hidden..][..hidden],
                 _ => &before[(row - 1) * 2 * hidden + hidden..][..hidden],
             };
             let (h, c) = from_row[..2 * hidden].split_at_mut(hidden);
-            for k in 0..hidden {
-                c[k] = f[k] * c_prev[k] + i[k] * g[k];
-                tanh_c[k] = c[k];
-            }
-            tanh_in_place(&mut tanh_c);
             let h_next = &mut xh[b * joint + input..][..hidden];
-            for k in 0..hidden {
-                h[k] = o[k] * tanh_c[k];
-                h_next[k] = h[k];
-            }
+            lstm_cell(gate, c_prev, c, h, h_next);
+        }
+    }
+}
+
+simd_fn! {
+    /// One row's step of the LSTM cell from its pre-activation gates `[i | f | g | o]`: the
+    /// gates activated in place (the backward reads them), `c = f c_prev + i g` and
+    /// `h = o tanh(c)`, `h` written twice (the output and the next step's input). One pass over
+    /// the row, so that its five activations vectorize together.
+    fn lstm_cell(gate: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32], h_next: &mut [f32]) {
+        let hidden = c.len();
+        let (i, rest) = gate.split_at_mut(hidden);
+        let (f, rest) = rest.split_at_mut(hidden);
+        let (g, o) = rest.split_at_mut(hidden);
+        let (o, c_prev) = (&mut o[..hidden], &c_prev[..hidden]);
+        let (h, h_next) = (&mut h[..hidden], &mut h_next[..hidden]);
+        for k in 0..hidden {
+            let (i_k, f_k, g_k, o_k) = (sigmoid(i[k]), sigmoid(f[k]), tanh(g[k]), sigmoid(o[k]));
+            (i[k], f[k], g[k], o[k]) = (i_k, f_k, g_k, o_k);
+            c[k] = f_k * c_prev[k] + i_k * g_k;
+            h[k] = o_k * tanh(c[k]);
+            h_next[k] = h[k];
+        }
+    }
+}
+
+simd_fn! {
+    /// One row's step of the LSTM backward: from the gradients reaching h_t and c_t (the
+    /// output's `grad_h`, `grad_c`, and the next step's `d_h`, `d_c`; `d_c` is replaced by
+    /// c_{t-1}'s), the activated gates `[i | f | g | o]`, c_t and c_{t-1}, the gates'
+    /// pre-activation gradients `d_gate`. tanh(c_t) is worked out again here rather than kept.
+    #[allow(clippy::too_many_arguments)]
+    fn lstm_cell_backward(
+        grad_h: &[f32],
+        grad_c: &[f32],
+        d_h: &[f32],
+        d_c: &mut [f32],
+        gate: &[f32],
+        c: &[f32],
+        c_prev: &[f32],
+        d_gate: &mut [f32],
+    ) {
+        let hidden = c.len();
+        let (i, f) = (&gate[..hidden], &gate[hidden..2 * hidden]);
+        let (g, o) = (&gate[2 * hidden..3 * hidden], &gate[3 * hidden..4 * hidden]);
+        let (grad_h, grad_c, d_h) = (&grad_h[..hidden], &grad_c[..hidden], &d_h[..hidden]);
+        let (d_c, c_prev) = (&mut d_c[..hidden], &c_prev[..hidden]);
+        let (di, rest) = d_gate.split_at_mut(hidden);
+        let (df, rest) = rest.split_at_mut(hidden);
+        let (dg, d_o) = rest.split_at_mut(hidden);
+        let d_o = &mut d_o[..hidden];
+        for k in 0..hidden {
+            let tanh_c = tanh(c[k]);
+            let dh = grad_h[k] + d_h[k];
+            let dc = grad_c[k] + d_c[k] + dh * o[k] * (1.0 - tanh_c * tanh_c);
+            d_o[k] = dh * tanh_c * o[k] * (1.0 - o[k]);
+            di[k] = dc * g[k] * i[k] * (1.0 - i[k]);
+            df[k] = dc * c_prev[k] * f[k] * (1.0 - f[k]);
+            dg[k] = dc * i[k] * (1.0 - g[k] * g[k]);
+            d_c[k] = dc * f[k];
         }
     }
 }
@@ -356,22 +448,21 @@ fn lstm_backward(saved: &Saved, grad: FlexTensor, d_x_needed: bool) -> Grads {
             dc,
         );
     });
-    let d_bias = column_sums(&d_gates, width);
-    let [d_x, d_weight_ih, d_weight_hh] = sequence_grads(
+    let grads = sequence_grads(
         values(x),
         values(weight_ih),
         &d_gates,
-        &d_gates,
+        None,
         h0,
         |b, t| &out[(b * steps + t) * 2 * hidden..][..hidden],
         sizes,
         d_x_needed,
     );
     [
-        d_x,
-        d_weight_ih,
-        d_weight_hh,
-        Some(d_bias),
+        grads.d_x,
+        Some(grads.d_weight_ih),
+        Some(grads.d_weight_hh),
+        Some(grads.d_bias_ih),
         Some(tensor(dh0, &[batch, hidden])),
         Some(tensor(dc0, &[batch, hidden])),
     ]
@@ -393,7 +484,6 @@ fn lstm_backward_block(
 ) {
     let (width, batch) = (4 * hidden, c0.len() / hidden);
     let steps = gates.len() / (batch * width);
-    let mut tanh_c = vec![0.0; hidden];
     for t in (0..steps).rev() {
         for b in 0..batch {
             let row = b * steps + t;
@@ -404,25 +494,10 @@ fn lstm_backward_block(
                 _ => &out[(row - 1) * 2 * hidden + hidden..][..hidden],
             };
             let gate = &gates[row * width..][..width];
-            let (i, f) = (&gate[..hidden], &gate[hidden..2 * hidden]);
-            let (g, o) = (&gate[2 * hidden..3 * hidden], &gate[3 * hidden..]);
-            tanh_c.copy_from_slice(c);
-            tanh_in_place(&mut tanh_c);
             let dh_b = &dh_next[b * hidden..][..hidden];
             let dc_b = &mut dc_next[b * hidden..][..hidden];
-            let d = &mut d_gates[row * width..][..width];
-            let (di, rest) = d.split_at_mut(hidden);
-            let (df, rest) = rest.split_at_mut(hidden);
-            let (dg, d_o) = rest.split_at_mut(hidden);
-            for k in 0..hidden {
-                let dh = grad_h[k] + dh_b[k];
-                let dc = grad_c[k] + dc_b[k] + dh * o[k] * (1.0 - tanh_c[k] * tanh_c[k]);
-                d_o[k] = dh * tanh_c[k] * o[k] * (1.0 - o[k]);
-                di[k] = dc * g[k] * i[k] * (1.0 - i[k]);
-                df[k] = dc * c_prev[k] * f[k] * (1.0 - f[k]);
-                dg[k] = dc * i[k] * (1.0 - g[k] * g[k]);
-                dc_b[k] = dc * f[k];
-            }
+            let d_gate = &mut d_gates[row * width..][..width];
+            lstm_cell_backward(grad_h, grad_c, dh_b, dc_b, gate, c, c_prev, d_gate);
         }
         // h_{t-1} reaches the loss only through step t's gates: dh = d_gates_t @ W_hh.
         let d_step = step_rows(d_gates, t, steps, width);
@@ -570,26 +645,22 @@ fn gru_backward(saved: &Saved, grad: FlexTensor, d_x_needed: bool) -> Grads {
         let d = (d_input_part, d_hidden_part, dh);
         gru_backward_block(grad, out, gates, h0, (weight_hh_values, hidden), d);
     });
-    let (d_bias_ih, d_bias_hh) = (
-        column_sums(&d_input_part, width),
-        column_sums(&d_hidden_part, width),
-    );
-    let [d_x, d_weight_ih, d_weight_hh] = sequence_grads(
+    let grads = sequence_grads(
         values(x),
         values(weight_ih),
         &d_input_part,
-        &d_hidden_part,
+        Some(&d_hidden_part),
         h0,
         |b, t| &out[(b * steps + t) * hidden..][..hidden],
         sizes,
         d_x_needed,
     );
     [
-        d_x,
-        d_weight_ih,
-        d_weight_hh,
-        Some(d_bias_ih),
-        Some(d_bias_hh),
+        grads.d_x,
+        Some(grads.d_weight_ih),
+        Some(grads.d_weight_hh),
+        Some(grads.d_bias_ih),
+        grads.d_bias_hh,
         Some(tensor(dh0, &[batch, hidden])),
     ]
 }

@@ -131,6 +131,81 @@ fn flex_layers_match_burn_ops_with_an_untracked_input() {
     compare_gru([7, 4, 5, 6], false, &device);
 }
 
+/// The gradients of every input of both layers, as bits, from a backward run on a pool of
+/// `threads` threads; the inputs are rebuilt from `inputs` there.
+fn layer_gradient_bits(threads: usize, inputs: &[burn::tensor::TensorData; 6]) -> Vec<Vec<u32>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let device = Device::flex().autodiff();
+        let [x, w_ih, w_hh, b, h, c] = inputs
+            .clone()
+            .map(|data| Tensor::<2>::from_data(data, &device).require_grad());
+        let (hidden, width) = (h.dims()[1], w_ih.dims()[0]);
+        let (batch, steps) = (h.dims()[0], x.dims()[0] / h.dims()[0]);
+        let x3 = x.clone().reshape([batch, steps, x.dims()[1]]);
+        let lstm = crate::lstm(
+            x3.clone(),
+            w_ih.clone(),
+            w_hh.clone(),
+            bias(&b),
+            h.clone(),
+            c.clone(),
+        );
+        // The GRU's weights: the first three quarters of the LSTM's rows.
+        let rows = |m: &Tensor<2>| m.clone().narrow(0, 0, 3 * hidden);
+        let b3 = b.clone().narrow(1, 0, 3 * hidden);
+        let gru = crate::gru(
+            x3,
+            rows(&w_ih),
+            rows(&w_hh),
+            bias(&b3),
+            bias(&b3),
+            h.clone(),
+        );
+        let loss = (lstm.clone() * lstm).sum() + (gru.clone() * gru).sum().mul_scalar(width as f32);
+        let grads = loss.backward();
+        [x, w_ih, w_hh, b, h, c]
+            .iter()
+            .map(|t| {
+                let grad = t.grad(&grads).unwrap().into_data();
+                grad.to_vec::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            })
+            .collect()
+    })
+}
+
+/// The weights' gradients are summed over shares of a fixed number of rows, in a fixed order:
+/// the thread count changes how the rows are split between threads, never the bits.
+#[test]
+fn flex_layer_gradients_do_not_depend_on_the_thread_count() {
+    let device = Device::flex();
+    let (batch, steps, input, hidden) = (100, 5, 3, 4);
+    let normal = Distribution::Normal(0.0, 1.0);
+    let data = |rows, cols| Tensor::<2>::random([rows, cols], normal, &device).into_data();
+    let inputs = [
+        data(batch * steps, input),
+        data(4 * hidden, input),
+        data(4 * hidden, hidden),
+        data(1, 4 * hidden),
+        data(batch, hidden),
+        data(batch, hidden),
+    ];
+    let one = layer_gradient_bits(1, &inputs);
+    for threads in [2, 3] {
+        assert!(
+            one == layer_gradient_bits(threads, &inputs),
+            "{threads} threads"
+        );
+    }
+}
+
 #[test]
 fn without_autodiff_the_flex_ops_give_the_same_outputs() {
     let device = Device::flex();
