@@ -9,8 +9,8 @@ use burn::nn::pool::{
     MaxPool2dConfig,
 };
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, LocalResponseNorm,
-    LocalResponseNormConfig, PaddingConfig2d,
+    BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, LocalResponseNormConfig,
+    PaddingConfig2d,
 };
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -236,9 +236,9 @@ impl<'d> NetBuilder<'d> {
     }
 
     /// Local response normalization (keeps the map's shape).
-    pub fn lrn(&mut self, name: &str, config: &LocalResponseNormConfig) -> LocalResponseNorm {
+    pub fn lrn(&mut self, name: &str, config: &LocalResponseNormConfig) -> LocalResponseNormConfig {
         self.elementwise(name, "lrn");
-        config.init()
+        config.clone()
     }
 
     /// A fully connected layer from the current vector to `out`, initialized as `init` says

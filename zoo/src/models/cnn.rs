@@ -3,7 +3,7 @@
 
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
-use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, LocalResponseNorm};
+use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, LocalResponseNormConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
@@ -81,7 +81,9 @@ impl ConvUnit {
 pub struct ConvStage {
     pub unit: ConvUnit,
     pub pool: Option<MaxPool2d>,
-    pub lrn: Option<LocalResponseNorm>,
+    /// Constants only: no weights to save (Burn's `LocalResponseNorm` keeps them private).
+    #[module(skip)]
+    pub lrn: Option<LocalResponseNormConfig>,
 }
 
 impl ConvStage {
@@ -93,7 +95,7 @@ impl ConvStage {
             x = kernels::max_pool2d(pool, x);
         }
         match &self.lrn {
-            Some(lrn) => lrn.forward(x),
+            Some(lrn) => kernels::local_response_norm(lrn, x),
             None => x,
         }
     }
