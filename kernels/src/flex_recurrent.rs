@@ -3,12 +3,12 @@
 //! without packing it again at every step. Per step and block, the LSTM makes one small
 //! matmul, `[x_t | h_{t-1} | 1]` by the stacked `[W_ih | W_hh | bias]^T`, written straight
 //! into the kept gates in training (the GRU makes two, its input's and its hidden state's parts
-//! kept apart), then one pass applies the gate activations (vectorized, `math`) and updates the
+//! kept apart), then one vectorized pass per row applies the gate activations and updates the
 //! state. No `[batch, steps, gates]` projection is ever written out but, in training, the kept
 //! gate activations. The backward runs the steps in reverse from them, one matmul per step for
-//! the hidden state's gradient, then whole-sequence matmuls on all threads for the weights'
-//! gradients and, where the input is tracked, the input's, instead of the ~30 autodiff nodes
-//! per step of Burn's cells.
+//! the hidden state's gradient, then the weights' and biases' gradients in parallel shares of
+//! a fixed number of batch rows and, where the input is tracked, the input's, instead of the
+//! ~30 autodiff nodes per step of Burn's cells.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
