@@ -171,7 +171,7 @@ fn layer_gradient_bits(threads: usize, inputs: &[burn::tensor::TensorData; 6]) -
             .iter()
             .map(|t| {
                 let grad = t.grad(&grads).unwrap().into_data();
-                grad.to_vec::<f32>()
+                grad.try_to_vec::<f32>()
                     .unwrap()
                     .iter()
                     .map(|v| v.to_bits())
