@@ -56,15 +56,16 @@ macro_rules! simd_fn {
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
-                if std::is_x86_feature_detected!("avx512f") {
+                let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+                if avx2 && std::is_x86_feature_detected!("avx512f") {
                     #[target_feature(enable = "avx512f,avx2,fma")]
                     unsafe fn avx512($($arg: $ty),*) {
                         body($($arg),*)
                     }
-                    // SAFETY: the CPU was just checked for AVX-512 (which implies the others).
+                    // SAFETY: the CPU was just checked for the three features.
                     return unsafe { avx512($($arg),*) };
                 }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                if avx2 {
                     #[target_feature(enable = "avx2,fma")]
                     unsafe fn avx2($($arg: $ty),*) {
                         body($($arg),*)
