@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 use crate::conv::{inside, ConvOps, Geometry};
 use crate::flex::{contiguous, tensor, values};
+use crate::math::add;
 use crate::matmul::{matmul_into, View};
 
 /// The sizes of one convolution.
@@ -364,12 +365,6 @@ fn backward(
         add(&mut d_bias, &partial.d_bias);
     }
     (d_x_needed.then_some(d_x), d_weight, d_bias)
-}
-
-fn add(sum: &mut [f32], values: &[f32]) {
-    for (s, v) in sum.iter_mut().zip(values) {
-        *s += v;
-    }
 }
 
 /// The forward on Flex tensors.

@@ -20,7 +20,7 @@ use burn::backend::{Autodiff, Flex};
 use rayon::prelude::*;
 
 use crate::flex::{contiguous, tensor, values};
-use crate::math::{sigmoid, sigmoid_in_place, simd_fn, tanh, tanh_in_place};
+use crate::math::{add, sigmoid, sigmoid_in_place, simd_fn, tanh, tanh_in_place};
 use crate::matmul::{matmul_into, matmul_into_rows, Threads, View};
 use crate::recurrent::RecurrentOps;
 
@@ -82,9 +82,7 @@ fn fill_rows(buffer: &mut [f32], row: &[f32]) {
 /// Adds the column sums of a row-major `[rows, width]` buffer to `sums`: a bias's gradient.
 fn add_column_sums(sums: &mut [f32], values: &[f32]) {
     for row in values.chunks_exact(sums.len()) {
-        for (sum, v) in sums.iter_mut().zip(row) {
-            *sum += v;
-        }
+        add(sums, row);
     }
 }
 
@@ -172,16 +170,13 @@ fn sequence_grads<'a, 'd>(
         out
     };
     let shares: Vec<Vec<f32>> = (0..batch)
-        .step_by(ROWS_PER_SHARE)
-        .collect::<Vec<_>>()
         .into_par_iter()
+        .step_by(ROWS_PER_SHARE)
         .map(share)
         .collect();
     let mut sum = vec![0.0; share_len];
     for share in &shares {
-        for (s, v) in sum.iter_mut().zip(share) {
-            *s += v;
-        }
+        add(&mut sum, share);
     }
     SequenceGrads {
         d_x,

@@ -18,7 +18,7 @@ use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use crate::flex::{contiguous, on_flex_f32, tensor, values};
-use crate::math::simd_fn;
+use crate::math::{add, simd_fn};
 
 /// The normalization's constants, in f32 as Flex applies them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,15 +75,6 @@ simd_fn! {
     fn add_squares(to: &mut [f32], values: &[f32]) {
         for (s, v) in to.iter_mut().zip(values) {
             *s += v * v;
-        }
-    }
-}
-
-simd_fn! {
-    /// `to += values`.
-    fn add(to: &mut [f32], values: &[f32]) {
-        for (s, v) in to.iter_mut().zip(values) {
-            *s += v;
         }
     }
 }

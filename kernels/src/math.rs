@@ -81,6 +81,15 @@ macro_rules! simd_fn {
 pub(crate) use simd_fn;
 
 simd_fn! {
+    /// `sum += values`, element by element: the partial sums of a gradient, added up.
+    pub(crate) fn add(sum: &mut [f32], values: &[f32]) {
+        for (s, v) in sum.iter_mut().zip(values) {
+            *s += v;
+        }
+    }
+}
+
+simd_fn! {
     /// Every element of `xs` through the sigmoid, in place.
     pub fn sigmoid_in_place(xs: &mut [f32]) {
         for x in xs {
