@@ -1,13 +1,14 @@
 //! Max and average pooling (`burn::nn::pool::MaxPool2d`, `AvgPool2d`) as our own ops on Flex:
-//! each window's bounds are worked out once per call, not per element, planes run in parallel,
-//! and one kernel position at a time runs across a whole output row. Flex's recomputes the
-//! bounds of every window inside a 3-d loop: its max pooling took 46 % of LeNet-5's training,
-//! its average pooling a fifth of the classic LeNet-5's. Max pooling: same maxima, same
-//! indices (the first maximum of a window in row order; a NaN wins), and the same order of
-//! additions backward as Flex's. Average pooling: each window summed from 0 in row order and
-//! divided by its size, each input's gradient shares added in output order, as Flex's. So both
-//! give Flex's bits. Elsewhere, and for dilated, padded (average) or "same"-padded pooling,
-//! the layer's own `forward`.
+//! each window's bounds are worked out once per call, not per element, and planes run in
+//! parallel. Max pooling scans each window for 16 planes at once, one vector lane each;
+//! average pooling runs one kernel position at a time across a whole output row. Flex's
+//! recomputes the bounds of every window inside a 3-d loop: its max pooling took 46 % of
+//! LeNet-5's training, its average pooling a fifth of the classic LeNet-5's. Max pooling: same
+//! maxima, same indices (the first maximum of a window in row order; a NaN wins), and the same
+//! order of additions backward as Flex's. Average pooling: each window summed from 0 in row
+//! order and divided by its size, each input's gradient shares added in output order, as
+//! Flex's. So both give Flex's bits. Elsewhere, and for dilated, padded (average) or
+//! "same"-padded pooling, the layer's own `forward`.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -22,6 +23,7 @@ use rayon::prelude::*;
 
 use crate::conv::{inside, symmetric_padding};
 use crate::flex::{contiguous, on_flex_f32, tensor, values};
+use crate::math::simd_fn;
 
 /// A pooling window, per spatial axis (height, width).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +152,8 @@ struct Planes {
     shape: [usize; 4],
     /// For each output row, the input rows its windows cover.
     rows: Vec<(usize, usize)>,
+    /// For each output column, the input columns its windows cover.
+    columns: Vec<(usize, usize)>,
     out_width: usize,
     stride: usize,
     /// For each kernel column: the outputs `lo..hi` whose window column lands inside the
@@ -171,6 +175,7 @@ impl Planes {
         Self {
             shape: [s[0], s[1], s[2], s[3]],
             rows: window.ranges(0, s[2]),
+            columns: window.ranges(1, s[3]),
             out_width,
             stride,
             column_taps,
@@ -196,78 +201,94 @@ impl Planes {
     }
 }
 
-/// Each window's maximum, and its index in the plane (`u32::MAX` for an empty window). An
-/// output row at a time, one kernel position at a time across the row, so that each window
-/// still sees its values in row order and the update vectorizes.
+/// Planes pooled side by side, one per lane: one AVX-512 vector, or two AVX2 ones. The
+/// Fashion-MNIST networks' maps are 28x28 and less: their rows are too short to fill vectors,
+/// while batch times channels gives hundreds of planes.
+const LANES: usize = 16;
+
+/// Buffers one rayon task reuses from group to group of `LANES` planes, each
+/// `[position][lane]`.
+#[derive(Debug, Default)]
+struct Scratch {
+    inputs: Vec<f32>,
+    maxima: Vec<f32>,
+    indices: Vec<u32>,
+}
+
+/// Each window's maximum, and its index in the plane (the first maximum in row order, or the
+/// last NaN, as Flex's), `LANES` planes at a time, groups in parallel.
 fn forward(x: &[f32], planes: &Planes) -> (Vec<f32>, Vec<u32>) {
-    let (input_len, output_len, width) = (planes.input_len(), planes.output_len(), planes.shape[3]);
+    let (input_len, output_len) = (planes.input_len(), planes.output_len());
     let total = planes.shape[0] * planes.shape[1] * output_len;
-    let (mut out, mut at) = (vec![f32::NEG_INFINITY; total], vec![u32::MAX; total]);
-    let stride = planes.stride;
-    out.par_chunks_mut(output_len)
-        .zip(at.par_chunks_mut(output_len))
-        .zip(x.par_chunks(input_len))
-        .with_min_len(planes.per_task())
-        .for_each_init(Vec::new, |strided, ((out, at), plane)| {
-            let rows = out
-                .chunks_exact_mut(planes.out_width)
-                .zip(at.chunks_exact_mut(planes.out_width));
-            for ((out, at), &(top, bottom)) in rows.zip(&planes.rows) {
-                for y in top..bottom {
-                    for &((lo, hi), offset) in &planes.column_taps {
-                        if lo == hi {
-                            continue; // this kernel column meets only padding
-                        }
-                        let first = ((lo * stride) as isize + offset) as usize;
-                        let row = &plane[y * width..][first..];
-                        // The values the outputs lo..hi meet here, side by side.
-                        let values = match stride {
-                            1 => &row[..hi - lo],
-                            _ => {
-                                strided.clear();
-                                strided.extend(row.iter().step_by(stride).take(hi - lo));
-                                &strided[..]
-                            }
-                        };
-                        let start = (y * width + first) as u32;
-                        let cells = (&mut out[lo..hi], &mut at[lo..hi]);
-                        keep_maxima(cells, values, start, stride as u32);
-                    }
-                }
-            }
+    // Every cell is written by `max_pool_group`.
+    let (mut out, mut at) = (vec![0.0; total], vec![0; total]);
+    out.par_chunks_mut(LANES * output_len)
+        .zip(at.par_chunks_mut(LANES * output_len))
+        .zip(x.par_chunks(LANES * input_len))
+        .with_min_len(planes.per_task().div_ceil(LANES))
+        .for_each_init(Scratch::default, |scratch, ((out, at), x)| {
+            max_pool_group(x, out, at, planes, scratch)
         });
     (out, at)
 }
 
-/// Each cell `(max, index)` updated with its value `values[k]` (at `start + k * step` in the
-/// plane): as Flex's, the first maximum in row order, or the last NaN. Branch-free, so that
-/// it vectorizes (AVX2 where the CPU has it).
-fn keep_maxima((max, index): (&mut [f32], &mut [u32]), values: &[f32], start: u32, step: u32) {
-    #[inline(always)]
-    fn each(max: &mut [f32], index: &mut [u32], values: &[f32], start: u32, step: u32) {
-        let n = max.len();
-        let (index, values) = (&mut index[..n], &values[..n]);
-        for k in 0..n {
-            let value = values[k];
-            let take = (index[k] == u32::MAX) | (value > max[k]) | value.is_nan();
-            max[k] = if take { value } else { max[k] };
-            index[k] = if take {
-                start + k as u32 * step
-            } else {
-                index[k]
-            };
+simd_fn! {
+    /// Up to `LANES` planes' maxima and their indices: the planes interleaved, so that each
+    /// window's scan in row order runs on all of them at once, then split again.
+    fn max_pool_group(
+        x: &[f32],
+        out: &mut [f32],
+        at: &mut [u32],
+        planes: &Planes,
+        scratch: &mut Scratch,
+    ) {
+        let (input_len, output_len) = (planes.input_len(), planes.output_len());
+        let width = planes.shape[3];
+        let Scratch { inputs, maxima, indices } = scratch;
+        // Lanes past the last plane hold stale values that nothing reads back.
+        inputs.resize(input_len * LANES, 0.0);
+        maxima.resize(output_len * LANES, 0.0);
+        indices.resize(output_len * LANES, 0);
+        for (lane, plane) in x.chunks_exact(input_len).enumerate() {
+            for (position, &value) in plane.iter().enumerate() {
+                inputs[position * LANES + lane] = value;
+            }
+        }
+        let windows = (planes.rows.iter())
+            .flat_map(|rows| planes.columns.iter().map(move |columns| (rows, columns)));
+        let cells = maxima.chunks_exact_mut(LANES).zip(indices.chunks_exact_mut(LANES));
+        for ((maxima, indices), (&(top, bottom), &(left, right))) in cells.zip(windows) {
+            let (mut max, mut index) = ([f32::NEG_INFINITY; LANES], [u32::MAX; LANES]);
+            for y in top..bottom {
+                for position in y * width + left..y * width + right {
+                    let values = &inputs[position * LANES..][..LANES];
+                    keep_maxima(&mut max, &mut index, values, position as u32);
+                }
+            }
+            maxima.copy_from_slice(&max);
+            indices.copy_from_slice(&index);
+        }
+        let planes_out = out.chunks_exact_mut(output_len).zip(at.chunks_exact_mut(output_len));
+        for (lane, (out, at)) in planes_out.enumerate() {
+            for (position, (out, at)) in out.iter_mut().zip(at).enumerate() {
+                (*out, *at) = (maxima[position * LANES + lane], indices[position * LANES + lane]);
+            }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        unsafe fn wide(max: &mut [f32], index: &mut [u32], values: &[f32], start: u32, step: u32) {
-            each(max, index, values, start, step)
-        }
-        // SAFETY: the CPU was just checked for AVX2.
-        return unsafe { wide(max, index, values, start, step) };
+}
+
+/// Each lane's `(max, index)` meets its value at `position`, and keeps it as Flex's scan does:
+/// when it has none yet, when the value is greater, or when it is a NaN. Branch-free on
+/// fixed-size arrays, so that it compiles to a few vector instructions.
+#[inline(always)]
+fn keep_maxima(max: &mut [f32; LANES], index: &mut [u32; LANES], values: &[f32], position: u32) {
+    let (old_max, old_index, values) = (*max, *index, &values[..LANES]);
+    for lane in 0..LANES {
+        let value = values[lane];
+        let take = (old_index[lane] == u32::MAX) | (value > old_max[lane]) | value.is_nan();
+        max[lane] = if take { value } else { old_max[lane] };
+        index[lane] = if take { position } else { old_index[lane] };
     }
-    each(max, index, values, start, step)
 }
 
 /// The input's gradient: each output's gradient added at its window's maximum, in output order.
