@@ -23,6 +23,7 @@ use crate::flex::{contiguous, tensor, values};
 use crate::math::{add, sigmoid, sigmoid_in_place, simd_fn, tanh, tanh_in_place};
 use crate::matmul::{matmul_into, matmul_into_rows, Threads, View};
 use crate::recurrent::RecurrentOps;
+use crate::transpose::transpose;
 
 /// A layer's inputs, in the order of the ops' arguments: `x` `[batch, steps, input]`, then
 /// the weights in PyTorch's layout, `weight_ih` `[gates, input]` and `weight_hh`
@@ -62,13 +63,9 @@ fn step_rows(values: &[f32], t: usize, steps: usize, width: usize) -> View<'_> {
 
 /// The transpose of a row-major `[rows, cols]` matrix, row-major `[cols, rows]`: a weight in
 /// the layout gemm reads without packing it again at every step.
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; values.len()];
-    for (i, row) in values.chunks_exact(cols).enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            out[j * rows + i] = *v;
-        }
-    }
+    transpose(values, cols, rows, cols, &mut out, rows);
     out
 }
 
@@ -251,8 +248,8 @@ fn lstm_forward(inputs: &Inputs, keep_gates: bool) -> (FlexTensor, Option<FlexTe
     let (x, h0, c0) = (values(x), values(h0), values(c0));
     // [W_ih | W_hh | bias]^T, row-major [input + hidden + 1, 4 hidden]: one matmul a step for
     // both parts and the bias.
-    let mut stacked = transpose(values(weight_ih), width, input);
-    stacked.extend(transpose(values(weight_hh), width, hidden));
+    let mut stacked = transposed(values(weight_ih), width, input);
+    stacked.extend(transposed(values(weight_hh), width, hidden));
     stacked.extend_from_slice(values(bias));
     let mut out = vec![0.0; batch * steps * 2 * hidden];
     let mut kept = vec![0.0; if keep_gates { batch * steps * width } else { 0 }];
@@ -517,8 +514,8 @@ fn gru_forward(inputs: &Inputs, keep: bool) -> (FlexTensor, Option<FlexTensor>) 
         hidden,
     } = sizes;
     let (x, h0) = (values(x), values(h0));
-    let weight_ih_t = transpose(values(weight_ih), 3 * hidden, input);
-    let weight_hh_t = transpose(values(weight_hh), 3 * hidden, hidden);
+    let weight_ih_t = transposed(values(weight_ih), 3 * hidden, input);
+    let weight_hh_t = transposed(values(weight_hh), 3 * hidden, hidden);
     let weights = [
         &weight_ih_t[..],
         &weight_hh_t,
