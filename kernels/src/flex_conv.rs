@@ -1,12 +1,14 @@
 //! The convolution on Flex. The batch is cut into one run of images per thread; each thread
-//! unfolds its images one at a time into its own column buffer (im2col, straight from NCHW:
-//! a row per input channel and kernel position, a column per output position) and writes the
-//! image's output with one gemm, `weight [out, in k k] @ columns [in k k, positions]`, on top
-//! of the bias. A 1x1 convolution with stride 1 and no padding needs no buffer: the image is
-//! its own column matrix. The backward unfolds each image again rather than keeping the
+//! unfolds its images into its own column buffer (im2col, straight from NCHW: a row per input
+//! channel and kernel position, a column per output position) and writes their output with
+//! one gemm, `weight [out, in k k] @ columns [in k k, positions]`, on top of the bias. On
+//! small maps a gemm takes several images, their columns side by side, so that it gets at
+//! least `GEMM_COLUMNS` columns; their outputs are then moved to their own images. A 1x1
+//! convolution with stride 1 and no padding, one image per gemm, needs no buffer: the image
+//! is its own column matrix. The backward unfolds the images again rather than keeping the
 //! columns (they can be many times the input's size): the weight's gradient accumulates
 //! `d_out @ columns^T` per thread, summed over threads in a fixed order; the input's gradient
-//! is `weight^T @ d_out` folded back onto the image (col2im), skipped when no gradient is
+//! is `weight^T @ d_out` folded back onto the images (col2im), skipped when no gradient is
 //! needed for the input (the images fed to the first layer).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -21,7 +23,11 @@ use rayon::prelude::*;
 use crate::conv::{inside, ConvOps, Geometry};
 use crate::flex::{contiguous, tensor, values};
 use crate::math::add;
-use crate::matmul::{matmul_into, View};
+use crate::matmul::{matmul_into, matmul_into_rows, Threads, View};
+
+/// Columns a gemm gets at least, where a map has fewer positions: 64 measured best among 32 to
+/// 256 on VGG16's 2x2 to 7x7 maps (a sweep of one layer's forward and backward).
+const GEMM_COLUMNS: usize = 64;
 
 /// The sizes of one convolution.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +102,44 @@ impl Sizes {
     /// Images per thread: the batch in one run per thread.
     fn images_per_run(&self) -> usize {
         self.batch.div_ceil(rayon::current_num_threads()).max(1)
+    }
+
+    /// Images whose columns sit side by side in one gemm: on small maps, enough of them for
+    /// `GEMM_COLUMNS` columns (a 2x2 map's 4 columns alone fill a quarter of gemm's vectors).
+    fn images_per_gemm(&self) -> usize {
+        GEMM_COLUMNS
+            .div_ceil(self.positions())
+            .clamp(1, self.images_per_run())
+    }
+
+    /// Whether each image is its own column matrix: pointwise, one image per gemm.
+    fn image_is_columns(&self) -> bool {
+        self.pointwise() && self.images_per_gemm() == 1
+    }
+
+    /// Columns of the column buffer: `images_per_gemm` images' positions side by side.
+    fn group_columns(&self) -> usize {
+        self.images_per_gemm() * self.positions()
+    }
+
+    /// The column buffer's length: `[in k k, group columns]`, or nothing when the image is
+    /// its own column matrix.
+    fn columns_len(&self) -> usize {
+        if self.image_is_columns() {
+            0
+        } else {
+            self.taps() * self.group_columns()
+        }
+    }
+
+    /// The length of a group's outputs side by side, `[out, group columns]`, kept apart from
+    /// the images' own when a gemm takes several images; else nothing.
+    fn products_len(&self) -> usize {
+        if self.images_per_gemm() > 1 {
+            self.out_channels * self.group_columns()
+        } else {
+            0
+        }
     }
 
     /// The weight as a `[out, in k k]` matrix.
@@ -182,16 +226,17 @@ fn padding_between(tap: &Tap, s: &Sizes) -> impl Iterator<Item = std::ops::Range
     (first..last - 1).map(move |r| r * width + hi..(r + 1) * width + lo)
 }
 
-/// Unfolds one `[in, height, width]` image into `columns`, `[in k k, positions]`. The padding
-/// positions of `columns` must hold zeros, and are left as they are: `columns` is a zeroed
-/// buffer that only `im2col` writes, for images of the same sizes.
-fn im2col(image: &[f32], columns: &mut [f32], s: &Sizes) {
+/// Unfolds one `[in, height, width]` image into `columns`, `[in k k, positions]` with rows
+/// `row_stride` apart. The padding positions of `columns` must hold zeros, and are left as
+/// they are: `columns` is a zeroed buffer that only `im2col` writes, for images of the same
+/// sizes at the same places.
+fn im2col(image: &[f32], columns: &mut [f32], row_stride: usize, s: &Sizes) {
     let (positions, stride, plane) = (s.positions(), s.geometry.stride[1], s.height * s.width);
     for_each_tap(s, |tap| {
         if tap.is_padding() {
             return;
         }
-        let row = &mut columns[tap.row * positions..][..positions];
+        let row = &mut columns[tap.row * row_stride..][..positions];
         let plane = &image[tap.channel * plane..][..plane];
         let (lo, hi) = tap.columns;
         let width = s.out_width;
@@ -245,16 +290,17 @@ fn copy_short(to: &mut [f32], from: &[f32]) {
     }
 }
 
-/// Folds `columns`, `[in k k, positions]`, back onto one image's gradient (adding where
-/// kernel positions overlap): the transpose of `im2col`. The padding positions of `columns`
-/// (gradients of the padding, which no one needs) are overwritten with zeros.
-fn col2im(columns: &mut [f32], image: &mut [f32], s: &Sizes) {
+/// Folds `columns`, `[in k k, positions]` with rows `row_stride` apart, back onto one image's
+/// gradient (adding where kernel positions overlap): the transpose of `im2col`. The padding
+/// positions of `columns` (gradients of the padding, which no one needs) are overwritten
+/// with zeros.
+fn col2im(columns: &mut [f32], image: &mut [f32], row_stride: usize, s: &Sizes) {
     let (positions, stride, plane) = (s.positions(), s.geometry.stride[1], s.height * s.width);
     for_each_tap(s, |tap| {
         if tap.is_padding() {
             return;
         }
-        let row = &mut columns[tap.row * positions..][..positions];
+        let row = &mut columns[tap.row * row_stride..][..positions];
         let plane = &mut image[tap.channel * plane..][..plane];
         let (lo, hi) = tap.columns;
         if let Some(shift) = tap.shift(s) {
@@ -285,36 +331,81 @@ fn col2im(columns: &mut [f32], image: &mut [f32], s: &Sizes) {
 /// The forward: `[batch, out, positions]` from contiguous `x`, `weight` and `bias`.
 fn forward(x: &[f32], weight: &[f32], bias: &[f32], s: &Sizes) -> Vec<f32> {
     let (image_len, out_len, per_run) = (s.image_len(), s.out_image_len(), s.images_per_run());
+    let (per_gemm, positions) = (s.images_per_gemm(), s.positions());
     let mut out = vec![0.0; s.batch * out_len];
     out.par_chunks_mut(per_run * out_len)
         .zip(x.par_chunks(per_run * image_len))
         .for_each(|(out, x)| {
-            let mut columns = vec![
-                0.0;
-                if s.pointwise() {
-                    0
-                } else {
-                    s.taps() * s.positions()
+            let mut columns = vec![0.0; s.columns_len()];
+            let mut products = vec![0.0; s.products_len()];
+            for (out, images) in out
+                .chunks_mut(per_gemm * out_len)
+                .zip(x.chunks(per_gemm * image_len))
+            {
+                let columns = unfold(images, &mut columns, s);
+                if per_gemm == 1 {
+                    for (row, b) in out.chunks_exact_mut(positions).zip(bias) {
+                        row.fill(*b);
+                    }
+                    matmul_into(out, s.weight_matrix(weight), columns, true);
+                    continue;
                 }
-            ];
-            for (out, image) in out.chunks_exact_mut(out_len).zip(x.chunks_exact(image_len)) {
-                for (row, b) in out.chunks_exact_mut(s.positions()).zip(bias) {
-                    row.fill(*b);
+                for (row, b) in products.chunks_exact_mut(s.group_columns()).zip(bias) {
+                    row[..columns.cols].fill(*b);
                 }
-                let columns = unfold(image, &mut columns, s);
-                matmul_into(out, s.weight_matrix(weight), columns, true);
+                let weight = s.weight_matrix(weight);
+                matmul_into_rows(
+                    &mut products,
+                    s.group_columns(),
+                    weight,
+                    columns,
+                    true,
+                    Threads::One,
+                );
+                for (i, out) in out.chunks_exact_mut(out_len).enumerate() {
+                    from_group(&products, i, out, s);
+                }
             }
         });
     out
 }
 
-/// An image's column matrix: the image itself when pointwise, else `buffer` filled by im2col.
-fn unfold<'a>(image: &'a [f32], buffer: &'a mut [f32], s: &Sizes) -> View<'a> {
-    if s.pointwise() {
-        return View::rows(image, s.taps(), s.positions(), s.positions());
+/// Copies image `i`'s `[out, positions]` matrix out of a group's, `[out, group columns]`.
+fn from_group(group: &[f32], i: usize, image: &mut [f32], s: &Sizes) {
+    let positions = s.positions();
+    for (row, group_row) in image
+        .chunks_exact_mut(positions)
+        .zip(group.chunks_exact(s.group_columns()))
+    {
+        row.copy_from_slice(&group_row[i * positions..][..positions]);
     }
-    im2col(image, buffer, s);
-    View::rows(buffer, s.taps(), s.positions(), s.positions())
+}
+
+/// Copies image `i`'s `[out, positions]` matrix into its place in a group's.
+fn into_group(image: &[f32], group: &mut [f32], i: usize, s: &Sizes) {
+    let positions = s.positions();
+    for (row, group_row) in image
+        .chunks_exact(positions)
+        .zip(group.chunks_exact_mut(s.group_columns()))
+    {
+        group_row[i * positions..][..positions].copy_from_slice(row);
+    }
+}
+
+/// A group of images' column matrix, `[in k k, images positions]`: the image itself when it
+/// is its own column matrix, else `buffer` filled by im2col, each image's columns beside the
+/// previous one's.
+fn unfold<'a>(images: &'a [f32], buffer: &'a mut [f32], s: &Sizes) -> View<'a> {
+    let (taps, positions) = (s.taps(), s.positions());
+    if s.image_is_columns() {
+        return View::rows(images, taps, positions, positions);
+    }
+    let row_stride = s.group_columns();
+    let count = images.len() / s.image_len();
+    for (i, image) in images.chunks_exact(s.image_len()).enumerate() {
+        im2col(image, &mut buffer[i * positions..], row_stride, s);
+    }
+    View::rows(buffer, taps, count * positions, row_stride)
 }
 
 /// One run of images' share of the weight's and the bias's gradients.
@@ -333,7 +424,8 @@ fn backward(
     d_x_needed: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let (image_len, out_len, per_run) = (s.image_len(), s.out_image_len(), s.images_per_run());
-    let (taps, positions) = (s.taps(), s.positions());
+    let (taps, positions, per_gemm) = (s.taps(), s.positions(), s.images_per_gemm());
+    let group_columns = s.group_columns();
     let mut d_x = vec![0.0; if d_x_needed { s.batch * image_len } else { 0 }];
     // Without d_x, each run gets an empty slice of it.
     let d_x_runs: Vec<&mut [f32]> = if d_x_needed {
@@ -353,26 +445,52 @@ fn backward(
                 d_weight: vec![0.0; s.out_channels * taps],
                 d_bias: vec![0.0; s.out_channels],
             };
-            let buffer_len = if s.pointwise() { 0 } else { taps * positions };
-            let (mut columns, mut d_columns) = (vec![0.0; buffer_len], vec![0.0; buffer_len]);
-            for (b, (image, d_out)) in x
-                .chunks_exact(image_len)
-                .zip(d_out.chunks_exact(out_len))
+            let (mut columns, mut d_columns) =
+                (vec![0.0; s.columns_len()], vec![0.0; s.columns_len()]);
+            let mut d_products = vec![0.0; s.products_len()];
+            for (g, (images, d_out)) in x
+                .chunks(per_gemm * image_len)
+                .zip(d_out.chunks(per_gemm * out_len))
                 .enumerate()
             {
-                for (sum, row) in partial.d_bias.iter_mut().zip(d_out.chunks_exact(positions)) {
-                    *sum += row.iter().sum::<f32>();
+                for d_out in d_out.chunks_exact(out_len) {
+                    for (sum, row) in partial.d_bias.iter_mut().zip(d_out.chunks_exact(positions)) {
+                        *sum += row.iter().sum::<f32>();
+                    }
                 }
-                let image_columns = unfold(image, &mut columns, s);
-                let columns_t = View::transposed(image_columns.values, taps, positions);
-                matmul_into(&mut partial.d_weight, s.out_matrix(d_out), columns_t, true);
+                let count = images.len() / image_len;
+                let d_out = if per_gemm == 1 {
+                    s.out_matrix(d_out)
+                } else {
+                    // The group's output gradients side by side, as its columns are.
+                    for (i, d_out) in d_out.chunks_exact(out_len).enumerate() {
+                        into_group(d_out, &mut d_products, i, s);
+                    }
+                    View::rows(
+                        &d_products,
+                        s.out_channels,
+                        count * positions,
+                        group_columns,
+                    )
+                };
+                let columns = unfold(images, &mut columns, s);
+                matmul_into(&mut partial.d_weight, d_out, columns.t(), true);
                 if d_x_needed {
-                    let d_image = &mut d_x[b * image_len..][..image_len];
-                    if s.pointwise() {
-                        matmul_into(d_image, weight_t, s.out_matrix(d_out), false);
-                    } else {
-                        matmul_into(&mut d_columns, weight_t, s.out_matrix(d_out), false);
-                        col2im(&mut d_columns, d_image, s);
+                    let d_images = &mut d_x[g * per_gemm * image_len..][..count * image_len];
+                    if s.image_is_columns() {
+                        matmul_into(d_images, weight_t, d_out, false);
+                        continue;
+                    }
+                    matmul_into_rows(
+                        &mut d_columns,
+                        group_columns,
+                        weight_t,
+                        d_out,
+                        false,
+                        Threads::One,
+                    );
+                    for (i, d_image) in d_images.chunks_exact_mut(image_len).enumerate() {
+                        col2im(&mut d_columns[i * positions..], d_image, group_columns, s);
                     }
                 }
             }

@@ -35,6 +35,17 @@ impl<'a> View<'a> {
         }
     }
 
+    /// This matrix transposed: the same values.
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
     /// The index of the last element, which must lie inside `values`.
     fn last(&self) -> usize {
         (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride

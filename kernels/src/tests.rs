@@ -498,6 +498,10 @@ fn flex_conv2d_matches_burns_on_the_zoos_shapes() {
         ..plain
     };
     compare_conv([67, 3, 9, 9], 4, [3, 3], same, false, true);
+    // Small maps, whose images share a gemm: full groups and a partial one, with a kernel
+    // larger than the map, and pointwise.
+    compare_conv([45, 6, 2, 2], 5, [3, 3], same, true, true);
+    compare_conv([45, 6, 3, 3], 7, [1, 1], plain, true, true);
     // A kernel column that meets only padding (found by the proptest above).
     let padding_only = crate::conv::Geometry {
         stride: [3, 3],
