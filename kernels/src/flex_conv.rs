@@ -344,27 +344,21 @@ fn forward(x: &[f32], weight: &[f32], bias: &[f32], s: &Sizes) -> Vec<f32> {
                 .zip(x.chunks(per_gemm * image_len))
             {
                 let columns = unfold(images, &mut columns, s);
-                if per_gemm == 1 {
-                    for (row, b) in out.chunks_exact_mut(positions).zip(bias) {
-                        row.fill(*b);
-                    }
-                    matmul_into(out, s.weight_matrix(weight), columns, true);
-                    continue;
-                }
-                for (row, b) in products.chunks_exact_mut(s.group_columns()).zip(bias) {
+                // One image's output is written in place; a group's goes through `products`.
+                let (target, row_stride) = if per_gemm == 1 {
+                    (&mut *out, positions)
+                } else {
+                    (&mut products[..], s.group_columns())
+                };
+                for (row, b) in target.chunks_mut(row_stride).zip(bias) {
                     row[..columns.cols].fill(*b);
                 }
                 let weight = s.weight_matrix(weight);
-                matmul_into_rows(
-                    &mut products,
-                    s.group_columns(),
-                    weight,
-                    columns,
-                    true,
-                    Threads::One,
-                );
-                for (i, out) in out.chunks_exact_mut(out_len).enumerate() {
-                    from_group(&products, i, out, s);
+                matmul_into_rows(target, row_stride, weight, columns, true, Threads::One);
+                if per_gemm > 1 {
+                    for (i, out) in out.chunks_exact_mut(out_len).enumerate() {
+                        from_group(&products, i, out, s);
+                    }
                 }
             }
         });
