@@ -4,12 +4,10 @@
 use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::prelude::*;
 
 use crate::augment::{resize, Augmentation};
-use crate::folder::FolderSplit;
 use crate::images::{ImageSet, Standardization};
 
 /// One image as stored (CHW bytes), its class, and its index in the decoded set (which
@@ -61,67 +59,6 @@ impl Dataset<ImageItem> for ImageDataset {
 
     fn len(&self) -> usize {
         self.indices.len()
-    }
-}
-
-/// One split's images, wherever they live: decoded in memory, or files in an image folder
-/// decoded batch by batch.
-#[derive(Debug, Clone)]
-pub enum Images {
-    InMemory(ImageDataset),
-    Files(FolderSplit),
-}
-
-impl Images {
-    pub fn len(&self) -> usize {
-        match self {
-            Images::InMemory(d) => d.len(),
-            Images::Files(f) => f.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Files skipped so far because they could not be decoded (`data.skip_bad_images`).
-    pub fn skipped(&self) -> usize {
-        match self {
-            Images::InMemory(_) => 0,
-            Images::Files(f) => f.folder.skipped.load(std::sync::atomic::Ordering::Relaxed),
-        }
-    }
-
-    /// The in-memory images, for what needs them all at once (kNN); `None` for a folder.
-    pub fn in_memory(&self) -> Option<&ImageDataset> {
-        match self {
-            Images::InMemory(d) => Some(d),
-            Images::Files(_) => None,
-        }
-    }
-
-    /// Batches on `device`, finished by `batcher`, shuffled with `seed` when given (a folder's
-    /// random crops are seeded by it too).
-    pub fn loader(
-        &self,
-        batcher: &ImageBatcher,
-        batch_size: usize,
-        seed: Option<u64>,
-        device: &Device,
-    ) -> Arc<dyn DataLoader<ImageBatch>> {
-        match self {
-            Images::InMemory(dataset) => {
-                let builder = DataLoaderBuilder::new(batcher.clone())
-                    .batch_size(batch_size)
-                    .set_device(device.clone());
-                match seed {
-                    Some(seed) => builder.shuffle(seed),
-                    None => builder,
-                }
-                .build(dataset.clone())
-            }
-            Images::Files(split) => split.loader(batcher.clone(), batch_size, seed, device),
-        }
     }
 }
 

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::augment::Augmentation;
 use crate::batch::{ImageBatch, ImageBatcher, ImageItem};
 use crate::error::DataError;
+use crate::images::ImageSet;
 
 /// The file extensions read as images (the codecs zoo is built with).
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
@@ -525,7 +526,7 @@ pub struct FolderStyle {
 /// (bilinear) to the style's size. Class folder names are `class_names` with `/` replaced.
 /// For tests and benchmarks: an image folder made from a decoded dataset.
 pub fn write_class_folders(
-    set: &crate::ImageSet,
+    set: &ImageSet,
     indices: &[usize],
     class_names: &[String],
     dir: &Path,
@@ -558,9 +559,9 @@ pub fn write_class_folders(
 }
 
 /// Image `index` of `set` as an RGB image of the style's size.
-fn render(set: &crate::ImageSet, index: usize, style: &FolderStyle) -> RgbImage {
+fn render(set: &ImageSet, index: usize, style: &FolderStyle) -> RgbImage {
     let (h, w) = (set.height as u32, set.width as u32);
-    let plane = (set.height * set.width) as usize;
+    let plane = set.height * set.width;
     let pixels = set.image(index);
     let grey = |x: u32, y: u32, c: usize| {
         let channel = if set.channels == 3 { c } else { 0 };
@@ -694,7 +695,7 @@ mod tests {
             },
             skip_bad_images: false,
         };
-        let batcher = ImageBatcher::new(crate::Standardization::identity(3), [3, 8, 8]);
+        let batcher = ImageBatcher::new(crate::images::Standardization::identity(3), [3, 8, 8]);
         let device = Device::flex();
         let targets = |split: &FolderSplit, seed| -> Vec<Vec<i64>> {
             split

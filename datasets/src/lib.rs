@@ -13,10 +13,12 @@ pub mod folder;
 pub mod idx;
 pub mod images;
 pub mod source;
+pub mod split;
 
 pub use augment::Augmentation;
-pub use batch::{ImageBatch, ImageBatcher, ImageDataset, ImageItem, Images};
+pub use batch::{ImageBatch, ImageBatcher, ImageDataset, ImageItem};
 pub use error::DataError;
 pub use folder::{CropConfig, FolderSplit, FolderTransform, ImageFolder};
 pub use images::{ImageSet, Standardization};
 pub use source::{DatasetKind, Split, DEFAULT_FASHION_MNIST_DIR};
+pub use split::Images;

@@ -1,6 +1,7 @@
 //! The layering of the crates' modules, checked on their source: no module imports one that
-//! (directly or not) imports it back. A module here is a file of `zoo/src` or `xtask/src`; an
-//! import is a path through `crate::` or `super::`, or into a child module.
+//! (directly or not) imports it back. The crates are the workspace's members (the root
+//! `Cargo.toml`); a module is a file of a crate's `src`; an import is a path through `crate::`
+//! or `super::`, or into a child module. Unit tests (`#[cfg(test)] mod tests`) are left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -16,12 +17,19 @@ fn modules(src: &Path) -> BTreeMap<String, String> {
                 stack.push(path);
                 continue;
             }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
             let relative = path.strip_prefix(src).unwrap().with_extension("");
             let parts: Vec<String> = relative
                 .iter()
                 .map(|p| p.to_string_lossy().into_owned())
                 .filter(|p| p != "mod")
                 .collect();
+            // A unit-test module in a file of its own (`#[cfg(test)] mod tests;`).
+            if parts.last().is_some_and(|p| p == "tests") {
+                continue;
+            }
             // A binary beside a library is a crate of its own, which reaches the library as
             // `zoo::`; it stays out of the library's graph under its own name.
             let is_root = parts == ["lib"] || (parts == ["main"] && !src.join("lib.rs").exists());
@@ -54,8 +62,12 @@ fn imports(known: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String
             name.split("::").collect()
         };
         let mut edges = BTreeSet::new();
-        // Unit tests (`mod tests` at the end of a file) are left out: their `super` is the file.
-        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
+        // Unit tests (`mod tests { .. }` at the end of a file) are left out: their `super` is
+        // the file.
+        let code = text
+            .split("#[cfg(test)]\nmod tests {")
+            .next()
+            .unwrap_or(text);
         let code: String = code
             .lines()
             .map(|l| l.split("//").next().unwrap_or(""))
@@ -148,29 +160,44 @@ fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
         .find_map(|start| visit(start, graph, &mut Vec::new(), &mut done))
 }
 
-fn assert_acyclic(src: &str) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(src);
-    let known = modules(&root);
-    let graph = imports(&known);
-    if let Some(found) = cycle(&graph) {
-        panic!("{src}: modules import each other: {}", found.join(" -> "));
+/// The workspace's member crates, as listed in the root `Cargo.toml`.
+fn workspace_members(root: &Path) -> Vec<String> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let manifest: toml::Table = toml::from_str(&manifest).unwrap();
+    manifest["workspace"]["members"]
+        .as_array()
+        .expect("workspace.members is a list")
+        .iter()
+        .map(|m| m.as_str().expect("a member is a path").to_string())
+        .collect()
+}
+
+#[test]
+fn no_crate_of_the_workspace_has_modules_that_import_each_other() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let members = workspace_members(&root);
+    assert!(
+        members.iter().any(|m| m == "zoo"),
+        "the workspace's members were not read: {members:?}"
+    );
+    let mut cycles = Vec::new();
+    for member in &members {
+        let known = modules(&root.join(member).join("src"));
+        assert!(known.len() > 3, "{member}/src: no modules found");
+        if let Some(found) = cycle(&imports(&known)) {
+            cycles.push(format!("{member}/src: {}", found.join(" -> ")));
+        }
     }
-    assert!(graph.len() > 3, "{src}: no modules found");
-}
-
-#[test]
-fn zoo_modules_form_no_cycle() {
-    assert_acyclic("zoo/src");
-}
-
-#[test]
-fn xtask_modules_form_no_cycle() {
-    assert_acyclic("xtask/src");
+    assert!(
+        cycles.is_empty(),
+        "modules import each other:\n{}",
+        cycles.join("\n")
+    );
 }
 
 #[test]
 fn a_cycle_through_crate_and_super_paths_is_found() {
-    let known: BTreeMap<String, String> = [
+    let known = sources(&[
         ("crate", "pub mod a;\npub mod b;\n"),
         ("a", "use crate::b::Thing;\n"),
         ("b", "pub mod c;\npub use c::Thing;\n"),
@@ -178,12 +205,32 @@ fn a_cycle_through_crate_and_super_paths_is_found() {
             "b::c",
             "use super::super::a::Other;\nfn f() { crate::a::g() }\n",
         ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ]);
     let graph = imports(&known);
     assert_eq!(graph["a"], BTreeSet::from(["b".to_string()]));
     assert_eq!(graph["b"], BTreeSet::from(["b::c".to_string()]));
     assert_eq!(cycle(&graph).unwrap(), ["a", "b", "b::c", "a"]);
+}
+
+/// Module name -> source, from pairs.
+fn sources(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn unit_tests_are_left_out_of_the_graph() {
+    let known = sources(&[
+        ("crate", "pub mod a;\npub mod b;\n"),
+        ("a", "use crate::b::Thing;\n"),
+        (
+            "b",
+            "pub struct Thing;\n#[cfg(test)]\nmod tests {\n    use crate::a::f;\n}\n",
+        ),
+    ]);
+    let graph = imports(&known);
+    assert_eq!(graph["b"], BTreeSet::new());
+    assert_eq!(cycle(&graph), None);
 }
