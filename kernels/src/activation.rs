@@ -149,3 +149,44 @@ impl<C: CheckpointStrategy> ActivationOps for Autodiff<Flex, C> {
         autodiff_op::<C>(Kind::Sigmoid, x)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    #[test]
+    fn flex_tanh_and_sigmoid_match_burns_with_gradients_from_the_output() {
+        let device = Device::flex().autodiff();
+        // Odd sizes, and one above the parallel chunk.
+        for shape in [[1, 1], [7, 13], [3, 40_001]] {
+            let x =
+                Tensor::<2>::random(shape, Distribution::Normal(0.0, 3.0), &device).require_grad();
+            for (ours, burns) in [
+                (
+                    crate::tanh(x.clone()),
+                    burn::tensor::activation::tanh(x.clone()),
+                ),
+                (
+                    crate::sigmoid(x.clone()),
+                    burn::tensor::activation::sigmoid(x.clone()),
+                ),
+            ] {
+                assert!(
+                    (ours.clone() - burns.clone())
+                        .abs()
+                        .max()
+                        .into_scalar::<f32>()
+                        < 3e-7
+                );
+                let weights = Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+                let ours = x.grad(&(ours * weights.clone()).sum().backward()).unwrap();
+                let burns = x.grad(&(burns * weights.clone()).sum().backward()).unwrap();
+                // Absolute, on the weights' scale: where every x saturates, both gradients are
+                // tiny and their relative gap says nothing.
+                let gap = (ours - burns).abs().max().into_scalar::<f32>();
+                let scale = weights.abs().max().into_scalar::<f32>();
+                assert!(gap < 2e-6 * scale, "gradients differ by {gap}");
+            }
+        }
+    }
+}

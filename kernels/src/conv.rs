@@ -131,6 +131,10 @@ pub fn conv2d_reference(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::{Device, Distribution};
+    use proptest::prelude::*;
+
+    use crate::testing::{random, relative_gap};
 
     #[test]
     fn inside_keeps_exactly_the_positions_that_land_in_the_input() {
@@ -146,6 +150,154 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Compares our convolution with Burn's on Flex with autodiff: the output, and the gradients
+    /// of the input (when it needs one), the weight and the bias (when there is one).
+    #[allow(clippy::too_many_arguments)]
+    fn compare_conv(
+        [batch, in_channels, height, width]: [usize; 4],
+        out_channels: usize,
+        kernel: [usize; 2],
+        geometry: Geometry,
+        with_bias: bool,
+        x_needs_grad: bool,
+    ) {
+        let device = Device::flex().autodiff();
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<4>::random([batch, in_channels, height, width], normal, &device);
+        let x = if x_needs_grad { x.require_grad() } else { x };
+        let weight = random([out_channels, in_channels, kernel[0], kernel[1]], &device);
+        let bias = with_bias.then(|| random([out_channels], &device));
+        let ours = conv2d_with(x.clone(), weight.clone(), bias.clone(), geometry);
+        let expected = conv2d_reference(x.clone(), weight.clone(), bias.clone(), geometry);
+        assert_eq!(ours.dims(), expected.dims());
+        let gap = relative_gap(ours.clone(), expected.clone());
+        assert!(gap < 1e-5, "outputs differ by {gap}");
+        let weights = Tensor::random(ours.dims(), normal, &device);
+        // A bias's gradient sums its channel's output weights, which may cancel to near 0: its gap
+        // is measured against the largest sum of their magnitudes instead.
+        let bias_scale = weights.clone().abs().sum_dim(0).sum_dim(2).sum_dim(3);
+        let bias_scale = bias_scale.max().into_scalar::<f32>();
+        let grads = (ours * weights.clone()).sum().backward();
+        let expected_grads = (expected * weights).sum().backward();
+        let gap = relative_gap(
+            weight.grad(&grads).unwrap(),
+            weight.grad(&expected_grads).unwrap(),
+        );
+        assert!(gap < 1e-5, "the weight's gradient differs by {gap}");
+        if let Some(bias) = bias {
+            let difference = bias.grad(&grads).unwrap() - bias.grad(&expected_grads).unwrap();
+            let gap = difference.abs().max().into_scalar::<f32>() / bias_scale;
+            assert!(gap < 1e-5, "the bias's gradient differs by {gap}");
+        }
+        match x_needs_grad {
+            true => {
+                let gap = relative_gap(x.grad(&grads).unwrap(), x.grad(&expected_grads).unwrap());
+                assert!(gap < 1e-5, "the input's gradient differs by {gap}");
+            }
+            false => assert!(x.grad(&grads).is_none()),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Odd sizes, kernels up to 5x5 (rectangular ones too), strides, padding and dilation;
+        /// shapes where the kernel does not fit are skipped.
+        #[test]
+        fn flex_conv2d_matches_burns(
+            batch in 1usize..6, in_channels in 1usize..5, height in 1usize..12, width in 1usize..12,
+            out_channels in 1usize..6, kernel_height in 1usize..6, kernel_width in 1usize..6,
+            stride in (1usize..4, 1usize..4), padding in (0usize..3, 0usize..3),
+            dilation in (1usize..3, 1usize..3), with_bias: bool, x_needs_grad: bool,
+        ) {
+            let reach = |d: usize, k: usize| d * (k - 1) + 1;
+            prop_assume!(height + 2 * padding.0 >= reach(dilation.0, kernel_height));
+            prop_assume!(width + 2 * padding.1 >= reach(dilation.1, kernel_width));
+            let geometry = Geometry {
+                stride: [stride.0, stride.1],
+                padding: [padding.0, padding.1],
+                dilation: [dilation.0, dilation.1],
+            };
+            compare_conv(
+                [batch, in_channels, height, width],
+                out_channels,
+                [kernel_height, kernel_width],
+                geometry,
+                with_bias,
+                x_needs_grad,
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(60))]
+
+        /// "Same" convolutions (stride 1, output as wide as the input), where each kernel
+        /// position's columns are one run across the output rows.
+        #[test]
+        fn flex_same_conv2d_matches_burns(
+            batch in 1usize..4, in_channels in 1usize..4, height in 1usize..10, width in 1usize..10,
+            out_channels in 1usize..5, half_kernel in 0usize..3, dilation in 1usize..3,
+            x_needs_grad: bool,
+        ) {
+            let padding = dilation * half_kernel;
+            let geometry = Geometry {
+                stride: [1, 1],
+                padding: [padding, padding],
+                dilation: [dilation, dilation],
+            };
+            let kernel = 2 * half_kernel + 1;
+            compare_conv(
+                [batch, in_channels, height, width],
+                out_channels,
+                [kernel, kernel],
+                geometry,
+                true,
+                x_needs_grad,
+            );
+        }
+    }
+
+    /// The shapes the model zoo runs: a 1x1 convolution (no column buffer), a batch of many
+    /// images per thread, an edge case, and a layer's entry point (`conv2d(&Conv2d, x)`)
+    /// against its `forward` on Flex with and without autodiff, and on ndarray.
+    #[test]
+    fn flex_conv2d_matches_burns_on_the_zoos_shapes() {
+        let plain = Geometry {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+        };
+        compare_conv([5, 7, 6, 5], 9, [1, 1], plain, true, true);
+        let same = Geometry {
+            padding: [1, 1],
+            ..plain
+        };
+        compare_conv([67, 3, 9, 9], 4, [3, 3], same, false, true);
+        // Small maps, whose images share a gemm: full groups and a partial one, with a kernel
+        // larger than the map, and pointwise.
+        compare_conv([45, 6, 2, 2], 5, [3, 3], same, true, true);
+        compare_conv([45, 6, 3, 3], 7, [1, 1], plain, true, true);
+        // A kernel column that meets only padding (found by the proptest above).
+        let padding_only = Geometry {
+            stride: [3, 3],
+            padding: [0, 1],
+            dilation: [1, 1],
+        };
+        compare_conv([1, 1, 4, 1], 1, [1, 1], padding_only, true, true);
+        #[allow(deprecated)]
+        let devices = [Device::flex(), Device::flex().autodiff(), Device::ndarray()];
+        for device in devices {
+            let layer = burn::nn::conv::Conv2dConfig::new([3, 5], [5, 3])
+                .with_stride([2, 1])
+                .with_padding(burn::nn::PaddingConfig2d::Explicit(2, 1, 2, 1))
+                .init(&device);
+            let x = Tensor::<4>::random([4, 3, 11, 8], Distribution::Normal(0.0, 1.0), &device);
+            let gap = relative_gap(conv2d(&layer, x.clone()), layer.forward(x));
+            assert!(gap < 1e-5, "{device:?}: {gap}");
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Dropout on Flex as one op: the mask comes from a counter-based generator (a hash of the
 //! element's index under a per-call seed), so it is drawn in parallel, vectorized chunks in
-//! one pass and regenerated, not stored, for the backward. Burn's draws a Bernoulli sample per element
-//! through a shared generator behind a lock (14 % of the MLP's training). The per-call seed is
-//! drawn from the device's generator, so seeding the device (zoo does, per step) fixes every
-//! mask: a resumed run draws the masks of the uninterrupted one. Other backends run Burn's.
+//! one pass and regenerated, not stored, for the backward. Burn's draws a Bernoulli sample per
+//! element through a shared generator behind a lock (14 % of the MLP's training). The per-call
+//! seed is drawn from the device's generator, so seeding the device (zoo does, per step) fixes
+//! every mask: a resumed run draws the masks of the uninterrupted one. Other backends run
+//! Burn's.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -17,6 +18,7 @@ use burn::tensor::{Distribution, Int, Tensor};
 use rayon::prelude::*;
 
 use crate::flex::{contiguous, on_flex_f32, tensor, values};
+use crate::math::simd_fn;
 
 /// Elements per rayon task: below this a pass is not worth a thread hand-off.
 const CHUNK: usize = 1 << 14;
@@ -84,28 +86,6 @@ impl Mask {
         fmix32(x ^ self.seed[1])
     }
 
-    /// Writes `scale * input` or 0 for the elements `first..first + input.len()`, compiled for
-    /// AVX2 where the CPU has it (8 hashes at a time).
-    fn apply(self, first: usize, input: &[f32], scale: f32, out: &mut [f32]) {
-        #[inline(always)]
-        fn each(mask: Mask, first: usize, input: &[f32], scale: f32, out: &mut [f32]) {
-            for (i, (o, x)) in out.iter_mut().zip(input).enumerate() {
-                let kept = mask.hash((first + i) as u32) < mask.threshold;
-                *o = if kept { x * scale } else { 0.0 };
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            #[target_feature(enable = "avx2")]
-            unsafe fn wide(mask: Mask, first: usize, input: &[f32], scale: f32, out: &mut [f32]) {
-                each(mask, first, input, scale, out)
-            }
-            // SAFETY: the CPU was just checked for AVX2.
-            return unsafe { wide(self, first, input, scale, out) };
-        }
-        each(self, first, input, scale, out)
-    }
-
     /// `apply` over a whole tensor, in parallel chunks.
     fn apply_all(self, x: &FlexTensor, scale: f32) -> FlexTensor {
         let input = values(x);
@@ -113,8 +93,19 @@ impl Mask {
         out.par_chunks_mut(CHUNK)
             .zip(input.par_chunks(CHUNK))
             .enumerate()
-            .for_each(|(k, (out, input))| self.apply(k * CHUNK, input, scale, out));
+            .for_each(|(k, (out, input))| apply(self, k * CHUNK, input, scale, out));
         tensor(out, x.layout().shape())
+    }
+}
+
+simd_fn! {
+    /// Writes `scale * input` or 0 for the elements `first..first + input.len()`, as `mask`
+    /// keeps them: 8 or 16 hashes at a time where the CPU has AVX2 or AVX-512.
+    fn apply(mask: Mask, first: usize, input: &[f32], scale: f32, out: &mut [f32]) {
+        for (i, (o, x)) in out.iter_mut().zip(input).enumerate() {
+            let kept = mask.hash((first + i) as u32) < mask.threshold;
+            *o = if kept { x * scale } else { 0.0 };
+        }
     }
 }
 
@@ -161,6 +152,75 @@ impl<C: CheckpointStrategy> DropoutOps for Autodiff<Flex, C> {
         match ThroughMask.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((mask, scale), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use super::{apply, Mask};
+    use crate::testing::random;
+
+    /// A dropout layer of probability `prob`, training.
+    fn dropout_layer(prob: f64) -> burn::nn::Dropout {
+        burn::nn::DropoutConfig::new(prob).init()
+    }
+
+    /// Burn's dropout keeps each element with probability 1 - p and scales it by 1 / (1 - p); so
+    /// does ours (the fraction kept within six standard deviations), and its backward goes
+    /// through the forward's mask.
+    #[test]
+    fn flex_dropout_keeps_scales_and_backpropagates_through_its_mask() {
+        let device = Device::flex().autodiff();
+        let (prob, shape) = (0.3, [601, 499]);
+        let x = random(shape, &device);
+        let y = crate::dropout(&dropout_layer(prob), x.clone());
+        let weights = Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let grads = (y.clone() * weights.clone()).sum().backward();
+        let grad = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let scale = (1.0 / (1.0 - prob)) as f32;
+        let [x, y, w] = [x, y, weights].map(|t| t.into_data().try_to_vec::<f32>().unwrap());
+        let mut kept = 0;
+        for i in 0..x.len() {
+            let is_kept = y[i] != 0.0;
+            kept += usize::from(is_kept);
+            let (expected_y, expected_grad) = match is_kept {
+                true => (x[i] * scale, w[i] * scale),
+                false => (0.0, 0.0),
+            };
+            assert_eq!((y[i], grad[i]), (expected_y, expected_grad), "element {i}");
+        }
+        let n = x.len() as f64;
+        let sd = (prob * (1.0 - prob) / n).sqrt();
+        let fraction = kept as f64 / n;
+        assert!(
+            (fraction - (1.0 - prob)).abs() < 6.0 * sd,
+            "kept {fraction}"
+        );
+    }
+
+    /// The vector paths (AVX-512 or AVX2, where the CPU has them) keep the elements that the
+    /// hash keeps element by element, from an offset and over a length that fill no vector.
+    #[test]
+    fn apply_keeps_the_elements_that_the_hash_keeps() {
+        for (keep, seed) in [(0.3, 0x0123_4567_89AB_CDEF), (0.9, 7)] {
+            let mask = Mask::new(keep, seed);
+            let (first, scale) = (1_000_003, (1.0 / keep) as f32);
+            let input: Vec<f32> = (1..=1001).map(|k| (k as f32 * 0.731).sin()).collect();
+            let mut out = vec![f32::NAN; input.len()];
+            apply(mask, first, &input, scale, &mut out);
+            for (i, (o, x)) in out.iter().zip(&input).enumerate() {
+                let kept = mask.hash((first + i) as u32) < mask.threshold;
+                let expected = if kept { x * scale } else { 0.0 };
+                assert_eq!(o.to_bits(), expected.to_bits(), "keep {keep}, element {i}");
+            }
         }
     }
 }

@@ -52,13 +52,13 @@ impl Sizes {
             in_channels, weight_in,
             "conv2d: input channels differ from the weight's"
         );
+        // The input rows (columns) a kernel spans, and the padded input's.
+        let reach = |axis: usize, kernel: usize| geometry.dilation[axis] * (kernel - 1) + 1;
+        let padded = |axis: usize, side: usize| side + 2 * geometry.padding[axis];
         let out_side = |axis: usize, side: usize, kernel: usize| {
-            let reach = geometry.dilation[axis] * (kernel - 1) + 1;
-            (side + 2 * geometry.padding[axis]).saturating_sub(reach) / geometry.stride[axis] + 1
+            padded(axis, side).saturating_sub(reach(axis, kernel)) / geometry.stride[axis] + 1
         };
-        let fits = |axis: usize, side: usize, kernel: usize| {
-            side + 2 * geometry.padding[axis] >= geometry.dilation[axis] * (kernel - 1) + 1
-        };
+        let fits = |axis, side, kernel| padded(axis, side) >= reach(axis, kernel);
         assert!(
             fits(0, height, kernel_height) && fits(1, width, kernel_width),
             "conv2d: a {kernel_height}x{kernel_width} kernel does not fit a {height}x{width} input"

@@ -253,6 +253,10 @@ impl<C: CheckpointStrategy> LrnOps for Autodiff<Flex, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::{Device, Distribution};
+    use proptest::prelude::*;
+
+    use crate::testing::relative_gap;
 
     #[test]
     fn alexnets_power_is_within_two_ulp_of_powf() {
@@ -264,5 +268,53 @@ mod tests {
             let ulps = p.to_bits().abs_diff(d.powf(0.75).to_bits());
             assert!(ulps <= 2, "{d}: {p} is {ulps} ulp from powf");
         }
+    }
+
+    /// Our local response normalization against Burn's `LocalResponseNorm` on `shape`: the output
+    /// and the input's gradient, through a loss that weighs every output differently.
+    fn compare_lrn(shape: [usize; 4], config: &burn::nn::LocalResponseNormConfig) {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 2.0), &device).require_grad();
+        let (ours, burns) = (
+            crate::local_response_norm(config, x.clone()),
+            config.init().forward(x.clone()),
+        );
+        assert!(
+            relative_gap(ours.clone(), burns.clone()) < 1e-6,
+            "outputs differ"
+        );
+        let weights = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let ours = x.grad(&(ours * weights.clone()).sum().backward()).unwrap();
+        let burns = x.grad(&(burns * weights).sum().backward()).unwrap();
+        let gap = relative_gap(ours, burns);
+        assert!(gap < 1e-5, "gradients differ by {gap}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Odd and even window sizes, windows wider than the channels, alphas large enough that
+        /// the normalization moves every value.
+        #[test]
+        fn flex_local_response_norm_matches_burns(
+            batch in 1usize..4, channels in 1usize..10, height in 1usize..6, width in 1usize..6,
+            size in 1usize..8, alpha in 0.01f64..2.0, beta in 0.25f64..1.5, k in 0.5f64..3.0,
+        ) {
+            let config = burn::nn::LocalResponseNormConfig::new(size)
+                .with_alpha(alpha)
+                .with_beta(beta)
+                .with_k(k);
+            compare_lrn([batch, channels, height, width], &config);
+        }
+    }
+
+    /// AlexNet's constants, on a batch of several images per thread.
+    #[test]
+    fn flex_local_response_norm_matches_burns_with_alexnets_constants() {
+        let config = burn::nn::LocalResponseNormConfig::new(5)
+            .with_alpha(1e-4)
+            .with_beta(0.75)
+            .with_k(2.0);
+        compare_lrn([16, 12, 14, 14], &config);
     }
 }

@@ -24,7 +24,8 @@ pub fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 8.333_452e-3);
     p = p.mul_add(r, 4.166_579_6e-2);
     p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5.000_000_1e-1);
+    // Cephes writes 5.000_000_1e-1, which is 0.5 in f32.
+    p = p.mul_add(r, 0.5);
     let e_r = (p * r).mul_add(r, r) + 1.0;
     let biased_n = t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
     let two_n = f32::from_bits(biased_n << 23);

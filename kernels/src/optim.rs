@@ -15,6 +15,7 @@ use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 
 use crate::flex::{contiguous, on_flex_f32, values, values_mut};
+use crate::math::simd_fn;
 
 /// Elements per rayon task: below this a pass is not worth a thread hand-off.
 const CHUNK: usize = 1 << 14;
@@ -95,12 +96,11 @@ impl AdamOps for Flex {
     }
 }
 
-/// The update of every element of one chunk, in place: one loop per case (first step or not, with
-/// or without the L2 penalty) so that none tests its case per element and each vectorizes,
-/// compiled for AVX2 where the CPU has it. Without fused multiply-adds, so the bits stay Burn's.
-fn update_chunk(s: &AdamScalars, p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32]) {
-    #[inline(always)]
-    fn each(s: &AdamScalars, p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32]) {
+simd_fn! {
+    /// The update of every element of one chunk, in place: one loop per case (first step or
+    /// not, with or without the L2 penalty) so that none tests its case per element and each
+    /// vectorizes. No `mul_add`, so the bits stay Burn's on every path `simd_fn!` compiles.
+    fn update_chunk(s: &AdamScalars, p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32]) {
         let elements = p.iter_mut().zip(m1.iter_mut()).zip(m2.iter_mut()).zip(g);
         let decay = s.decay.unwrap_or(0.0);
         match (s.first, s.decay.is_some()) {
@@ -121,16 +121,6 @@ fn update_chunk(s: &AdamScalars, p: &mut [f32], m1: &mut [f32], m2: &mut [f32], 
             }),
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        unsafe fn wide(s: &AdamScalars, p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32]) {
-            each(s, p, m1, m2, g)
-        }
-        // SAFETY: the CPU was just checked for AVX2.
-        return unsafe { wide(s, p, m1, m2, g) };
-    }
-    each(s, p, m1, m2, g)
 }
 
 /// Adam whose update is `AdamOps::adam_update` on Flex, Burn's `Adam` elsewhere: a drop-in

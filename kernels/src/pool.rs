@@ -454,3 +454,81 @@ impl<C: CheckpointStrategy> PoolOps for Autodiff<Flex, C> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor};
+    use proptest::prelude::*;
+
+    /// The bits of two poolings of `x`, each followed by its input's gradient through a loss that
+    /// weighs every output differently.
+    fn pooled_bits(x: Tensor<4>, ours: Tensor<4>, burns: Tensor<4>) -> [Vec<u32>; 2] {
+        let weights = Tensor::random(ours.dims(), Distribution::Normal(0.0, 1.0), &x.device());
+        [ours, burns].map(|out| {
+            let grads = (out.clone() * weights.clone()).sum().backward();
+            [out, x.grad(&grads).unwrap()]
+                .into_iter()
+                .flat_map(|t| t.into_data().try_to_vec::<f32>().unwrap())
+                .map(f32::to_bits)
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+
+        /// Our max pooling gives Flex's bits, forward and backward: the same maxima, the same
+        /// winner among ties (values drawn from a few integers, so windows tie often), and the same
+        /// order of additions where windows overlap. Up to 33 planes: a vector's worth of planes
+        /// and a partial one.
+        #[test]
+        fn flex_max_pool2d_matches_burns_bit_for_bit(
+            batch in 1usize..4, channels in 1usize..12, height in 1usize..13, width in 1usize..13,
+            kernel in (1usize..5, 1usize..5), stride in (1usize..4, 1usize..4),
+            padding in (0usize..3, 0usize..3), ceil_mode: bool, nans: bool,
+        ) {
+            prop_assume!(2 * padding.0 <= kernel.0 && 2 * padding.1 <= kernel.1);
+            prop_assume!(height + 2 * padding.0 >= kernel.0 && width + 2 * padding.1 >= kernel.1);
+            let device = Device::flex().autodiff();
+            let layer = burn::nn::pool::MaxPool2dConfig::new([kernel.0, kernel.1])
+                .with_strides([stride.0, stride.1])
+                .with_padding(burn::nn::PaddingConfig2d::Explicit(
+                    padding.0, padding.1, padding.0, padding.1,
+                ))
+                .with_ceil_mode(ceil_mode)
+                .init();
+            let shape = [batch, channels, height, width];
+            let x = Tensor::<4>::random(shape, Distribution::Uniform(-3.0, 3.0), &device).round();
+            // With `nans`, the 3s become NaNs: a NaN wins its window, and the last one wins a tie.
+            let x = match nans {
+                true => x.clone().mask_fill(x.equal_elem(3.0), f32::NAN),
+                false => x,
+            }
+            .require_grad();
+            let (ours, burns) = (crate::max_pool2d(&layer, x.clone()), layer.forward(x.clone()));
+            let [ours, burns] = pooled_bits(x, ours, burns);
+            prop_assert_eq!(ours, burns);
+        }
+
+        /// Our average pooling gives Flex's bits, forward and backward: each window summed in the
+        /// same order, and, where windows overlap (stride under the kernel), each input's shares
+        /// added in the same order.
+        #[test]
+        fn flex_avg_pool2d_matches_burns_bit_for_bit(
+            batch in 1usize..4, channels in 1usize..4, height in 1usize..13, width in 1usize..13,
+            kernel in (1usize..6, 1usize..6), stride in (1usize..4, 1usize..4),
+        ) {
+            prop_assume!(height >= kernel.0 && width >= kernel.1);
+            let device = Device::flex().autodiff();
+            let layer = burn::nn::pool::AvgPool2dConfig::new([kernel.0, kernel.1])
+                .with_strides([stride.0, stride.1])
+                .init();
+            let shape = [batch, channels, height, width];
+            let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device)
+                .require_grad();
+            let (ours, burns) = (crate::avg_pool2d(&layer, x.clone()), layer.forward(x.clone()));
+            let [ours, burns] = pooled_bits(x, ours, burns);
+            prop_assert_eq!(ours, burns);
+        }
+    }
+}

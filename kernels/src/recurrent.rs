@@ -200,3 +200,247 @@ pub fn gru_composed(
     }
     Tensor::stack(hs, 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor};
+    use proptest::prelude::*;
+
+    use super::{gru, gru_composed, lstm, lstm_composed};
+    use crate::testing::{random, relative_gap};
+
+    /// Runs `op` and `reference` on the same inputs and compares outputs and input gradients (x's
+    /// where it is tracked), through a loss that weighs every output element differently.
+    fn compare<const N: usize>(
+        inputs: [Tensor<2>; N],
+        x: Tensor<3>,
+        op: impl Fn(Tensor<3>, &[Tensor<2>; N]) -> Tensor<3>,
+        reference: impl Fn(Tensor<3>, &[Tensor<2>; N]) -> Tensor<3>,
+    ) {
+        let (out, expected) = (op(x.clone(), &inputs), reference(x.clone(), &inputs));
+        assert!(
+            relative_gap(out.clone(), expected.clone()) < 1e-5,
+            "outputs differ"
+        );
+        let weights = Tensor::random(out.dims(), Distribution::Normal(0.0, 1.0), &out.device());
+        let grads = (out * weights.clone()).sum().backward();
+        let expected_grads = (expected * weights).sum().backward();
+        match x.is_require_grad() {
+            true => {
+                let gap = relative_gap(x.grad(&grads).unwrap(), x.grad(&expected_grads).unwrap());
+                assert!(gap < 1e-4, "x's gradient: {gap}");
+            }
+            false => assert!(x.grad(&grads).is_none(), "an untracked x got a gradient"),
+        }
+        for (k, input) in inputs.iter().enumerate() {
+            let gap = relative_gap(
+                input.grad(&grads).unwrap(),
+                input.grad(&expected_grads).unwrap(),
+            );
+            assert!(gap < 1e-4, "input {k}'s gradient: {gap}");
+        }
+    }
+
+    /// A bias, carried as a `[1, n]` matrix so that all inputs share one type.
+    fn bias(b: &Tensor<2>) -> Tensor<1> {
+        b.clone().reshape([b.dims()[1]])
+    }
+
+    /// Compares the Flex LSTM layer with its Burn-ops reference on `device`.
+    fn compare_lstm([batch, steps, input, hidden]: [usize; 4], x_tracked: bool, device: &Device) {
+        let inputs = [
+            random([4 * hidden, input], device),
+            random([4 * hidden, hidden], device),
+            random([1, 4 * hidden], device),
+            random([batch, hidden], device),
+            random([batch, hidden], device),
+        ];
+        let layer = |op: fn(_, _, _, _, _, _) -> _| {
+            move |x, [w_ih, w_hh, b, h, c]: &[Tensor<2>; 5]| {
+                op(x, w_ih.clone(), w_hh.clone(), bias(b), h.clone(), c.clone())
+            }
+        };
+        let x = random([batch, steps, input], device).set_require_grad(x_tracked);
+        compare(inputs, x, layer(lstm), layer(lstm_composed));
+    }
+
+    /// Compares the Flex GRU layer with its Burn-ops reference on `device`.
+    fn compare_gru([batch, steps, input, hidden]: [usize; 4], x_tracked: bool, device: &Device) {
+        let inputs = [
+            random([3 * hidden, input], device),
+            random([3 * hidden, hidden], device),
+            random([1, 3 * hidden], device),
+            random([1, 3 * hidden], device),
+            random([batch, hidden], device),
+        ];
+        let layer = |op: fn(_, _, _, _, _, _) -> _| {
+            move |x, [w_ih, w_hh, b_ih, b_hh, h]: &[Tensor<2>; 5]| {
+                op(
+                    x,
+                    w_ih.clone(),
+                    w_hh.clone(),
+                    bias(b_ih),
+                    bias(b_hh),
+                    h.clone(),
+                )
+            }
+        };
+        let x = random([batch, steps, input], device).set_require_grad(x_tracked);
+        compare(inputs, x, layer(gru), layer(gru_composed));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        #[test]
+        fn flex_lstm_matches_burn_ops(
+            batch in 1usize..6, steps in 1usize..9, input in 1usize..12, hidden in 1usize..20
+        ) {
+            compare_lstm([batch, steps, input, hidden], true, &Device::flex().autodiff());
+        }
+
+        #[test]
+        fn flex_gru_matches_burn_ops(
+            batch in 1usize..6, steps in 1usize..9, input in 1usize..12, hidden in 1usize..20
+        ) {
+            compare_gru([batch, steps, input, hidden], true, &Device::flex().autodiff());
+        }
+    }
+
+    /// A batch of several blocks of rows per thread (blocks hold at most 128 rows).
+    #[test]
+    fn flex_layers_match_burn_ops_on_many_row_blocks() {
+        let device = Device::flex().autodiff();
+        compare_lstm([300, 3, 5, 6], true, &device);
+        compare_gru([300, 3, 5, 6], true, &device);
+    }
+
+    /// The images fed to a first layer need no gradient: the layers skip it and the weights'
+    /// gradients stay right.
+    #[test]
+    fn flex_layers_match_burn_ops_with_an_untracked_input() {
+        let device = Device::flex().autodiff();
+        compare_lstm([7, 4, 5, 6], false, &device);
+        compare_gru([7, 4, 5, 6], false, &device);
+    }
+
+    /// The gradients of every input of both layers, as bits, from a backward run on a pool of
+    /// `threads` threads; the inputs are rebuilt from `inputs` there.
+    fn layer_gradient_bits(
+        threads: usize,
+        inputs: &[burn::tensor::TensorData; 6],
+    ) -> Vec<Vec<u32>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let device = Device::flex().autodiff();
+            let [x, w_ih, w_hh, b, h, c] = inputs
+                .clone()
+                .map(|data| Tensor::<2>::from_data(data, &device).require_grad());
+            let (hidden, width) = (h.dims()[1], w_ih.dims()[0]);
+            let (batch, steps) = (h.dims()[0], x.dims()[0] / h.dims()[0]);
+            let x3 = x.clone().reshape([batch, steps, x.dims()[1]]);
+            let lstm = lstm(
+                x3.clone(),
+                w_ih.clone(),
+                w_hh.clone(),
+                bias(&b),
+                h.clone(),
+                c.clone(),
+            );
+            // The GRU's weights: the first three quarters of the LSTM's rows.
+            let rows = |m: &Tensor<2>| m.clone().narrow(0, 0, 3 * hidden);
+            let b3 = b.clone().narrow(1, 0, 3 * hidden);
+            let gru = gru(
+                x3,
+                rows(&w_ih),
+                rows(&w_hh),
+                bias(&b3),
+                bias(&b3),
+                h.clone(),
+            );
+            let loss =
+                (lstm.clone() * lstm).sum() + (gru.clone() * gru).sum().mul_scalar(width as f32);
+            let grads = loss.backward();
+            [x, w_ih, w_hh, b, h, c]
+                .iter()
+                .map(|t| {
+                    let grad = t.grad(&grads).unwrap().into_data();
+                    grad.try_to_vec::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    /// The weights' gradients are summed over shares of a fixed number of rows, in a fixed order:
+    /// the thread count changes how the rows are split between threads, never the bits.
+    #[test]
+    fn flex_layer_gradients_do_not_depend_on_the_thread_count() {
+        let device = Device::flex();
+        let (batch, steps, input, hidden) = (100, 5, 3, 4);
+        let normal = Distribution::Normal(0.0, 1.0);
+        let data = |rows, cols| Tensor::<2>::random([rows, cols], normal, &device).into_data();
+        let inputs = [
+            data(batch * steps, input),
+            data(4 * hidden, input),
+            data(4 * hidden, hidden),
+            data(1, 4 * hidden),
+            data(batch, hidden),
+            data(batch, hidden),
+        ];
+        let one = layer_gradient_bits(1, &inputs);
+        for threads in [2, 3] {
+            assert!(
+                one == layer_gradient_bits(threads, &inputs),
+                "{threads} threads"
+            );
+        }
+    }
+
+    #[test]
+    fn without_autodiff_the_flex_ops_give_the_same_outputs() {
+        let device = Device::flex();
+        let (batch, steps, input, hidden) = (3, 5, 4, 7);
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::random([batch, steps, input], normal, &device);
+        let matrix = |rows, cols| Tensor::<2>::random([rows, cols], normal, &device);
+        let (w_ih, w_hh, b) = (
+            matrix(4 * hidden, input),
+            matrix(4 * hidden, hidden),
+            matrix(1, 4 * hidden),
+        );
+        let (h, c) = (matrix(batch, hidden), matrix(batch, hidden));
+        let ours = lstm(
+            x.clone(),
+            w_ih.clone(),
+            w_hh.clone(),
+            bias(&b),
+            h.clone(),
+            c.clone(),
+        );
+        let reference = lstm_composed(x.clone(), w_ih, w_hh, bias(&b), h.clone(), c);
+        assert!(relative_gap(ours, reference) < 1e-5);
+        let (w_ih, w_hh, b_hh) = (
+            matrix(3 * hidden, input),
+            matrix(3 * hidden, hidden),
+            matrix(1, 3 * hidden),
+        );
+        let b_ih = matrix(1, 3 * hidden);
+        let ours = gru(
+            x.clone(),
+            w_ih.clone(),
+            w_hh.clone(),
+            bias(&b_ih),
+            bias(&b_hh),
+            h.clone(),
+        );
+        let reference = gru_composed(x, w_ih, w_hh, bias(&b_ih), bias(&b_hh), h);
+        assert!(relative_gap(ours, reference) < 1e-5);
+    }
+}

@@ -1,5 +1,4 @@
-//! Alone in its test binary: the test seeds Flex's one generator, which tests running beside
-//! it in the same process would draw from.
+//! Its own test binary: the test seeds Flex's one generator, which tests beside it would draw from.
 
 use burn::nn::DropoutConfig;
 use burn::tensor::{Device, Tensor};
