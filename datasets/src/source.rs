@@ -135,7 +135,7 @@ impl DatasetKind {
     fn install_hint(self) -> String {
         match self {
             DatasetKind::FashionMnist => format!(
-                "install Fashion-MNIST with `sudo apt-get install dataset-fashion-mnist` (it fills {DEFAULT_FASHION_MNIST_DIR}), or point data.dir / --data-dir at a directory holding the IDX files"
+                "install Fashion-MNIST with `apt-get install dataset-fashion-mnist` (as root or with sudo; it fills {DEFAULT_FASHION_MNIST_DIR}), or point data.dir / --data-dir at a directory holding the IDX files"
             ),
             DatasetKind::Mnist | DatasetKind::Kmnist => format!(
                 "download the {} IDX files (train-images-idx3-ubyte.gz, ...) and point data.dir / --data-dir at their directory",

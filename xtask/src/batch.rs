@@ -25,8 +25,10 @@ use crate::slurm::{self, SlurmArgs};
 pub struct Args {
     /// Configs, or directories of configs (default: configs/fashion-mnist).
     paths: Vec<PathBuf>,
+    /// Backends to train each experiment on, comma-separated (flex, ndarray, wgpu).
     #[arg(long, value_delimiter = ',', default_value = "flex")]
     backends: Vec<String>,
+    /// Seeds to train each experiment with, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     seeds: Vec<u64>,
     /// A grid axis KEY=V1,V2,... (repeatable: every combination runs).
@@ -47,6 +49,7 @@ pub struct Args {
     /// Experiments run at the same time (local executor).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
+    /// Where the run directories, the plan (batch.json), the results tables and the plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
     /// Where the experiments run: local processes, or a Slurm job array.
@@ -77,10 +80,13 @@ fn parse_range(spec: &str) -> Result<(String, f64, f64)> {
         .split_once(':')
         .with_context(|| format!("{spec}: expected KEY=LO:HI"))?;
     let (lo, hi): (f64, f64) = (
-        lo.parse().with_context(|| format!("{spec}: LO"))?,
-        hi.parse().with_context(|| format!("{spec}: HI"))?,
+        lo.parse()
+            .with_context(|| format!("{spec}: LO is not a number"))?,
+        hi.parse()
+            .with_context(|| format!("{spec}: HI is not a number"))?,
     );
-    if !(lo < hi) {
+    // NaN too is refused.
+    if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
         bail!("{spec}: expected LO < HI");
     }
     Ok((key.to_string(), lo, hi))
@@ -407,6 +413,9 @@ mod tests {
             ("train.lr".into(), 1e-4, 1e-1)
         );
         assert!(parse_range("train.lr=1:0.1").is_err());
+        assert!(parse_range("train.lr=nan:1").is_err());
         assert!(parse_range("train.lr").is_err());
+        let err = format!("{:#}", parse_range("train.lr=x:1").unwrap_err());
+        assert!(err.starts_with("train.lr=x:1: LO is not a number"), "{err}");
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -44,10 +44,10 @@ macro_rules! png_and_svg {
     ($stem:expr, $size:expr, |$area:ident| $draw:expr) => {{
         let png = $stem.with_extension("png");
         let $area = BitMapBackend::new(&png, $size).into_drawing_area();
-        $draw?;
+        $draw.with_context(|| format!("cannot draw {}", png.display()))?;
         let svg = $stem.with_extension("svg");
         let $area = SVGBackend::new(&svg, $size).into_drawing_area();
-        $draw?;
+        $draw.with_context(|| format!("cannot draw {}", svg.display()))?;
     }};
 }
 
@@ -245,8 +245,8 @@ pub fn write(
     Ok(())
 }
 
-fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("plot: {e:?}")
+fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("{e}")
 }
 
 /// Training and validation loss (left) and accuracy (right) per epoch.

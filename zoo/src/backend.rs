@@ -11,20 +11,21 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
-    /// Burn's pure-Rust CPU backend (the default: measured fastest on CPU here).
+    /// Burn's pure-Rust CPU backend (the default; the faster of the two CPU backends in zoo's
+    /// benchmarks).
     Flex,
     /// The ndarray CPU backend.
     Ndarray,
     /// GPU through wgpu (Vulkan, Metal, DX12; Mesa's lavapipe on machines without a GPU).
     Wgpu,
-    /// NVIDIA GPUs through CUDA: not in this build (see `CUDA_NOT_BUILT`).
+    /// NVIDIA GPUs through CUDA: not in this build of zoo (on an NVIDIA GPU, use wgpu).
     Cuda,
 }
 
-/// Why `--backend cuda` is refused: Burn 0.22.1's `cuda` feature builds cubecl-llvm, whose
-/// build script downloads an LLVM bundle, and the project's machines reach package registries
-/// only.
-pub const CUDA_NOT_BUILT: &str = "this zoo is built without CUDA: Burn 0.22.1's `cuda` feature compiles cubecl-llvm, whose build script downloads an LLVM 23.1 bundle from GitHub, which this project's build machines cannot reach; use --backend wgpu on a GPU";
+/// Why `--backend cuda` is refused. (zoo is built without Burn 0.22.1's `cuda` feature: it
+/// compiles cubecl-llvm, whose build script downloads an LLVM bundle at build time.)
+pub const CUDA_NOT_BUILT: &str =
+    "this build of zoo has no CUDA backend; on an NVIDIA GPU, use --backend wgpu";
 
 #[derive(Debug, thiserror::Error)]
 #[error("--backend {backend}: {reason}")]
@@ -99,7 +100,7 @@ impl Backend {
                 let threads = rayon::current_num_threads();
                 let plural = if threads == 1 { "" } else { "s" };
                 Ok(vec![format!(
-                    "cpu: {threads} thread{plural} (Burn's flex, on rayon; --threads N)"
+                    "cpu: {threads} thread{plural} (--threads N sets how many)"
                 )])
             }
             Backend::Ndarray => Ok(vec!["cpu".into()]),
@@ -113,7 +114,7 @@ impl Backend {
 fn wgpu_adapters() -> Result<Vec<String>, String> {
     let instance = wgpu::Instance::default();
     let adapters = ready(instance.enumerate_adapters(wgpu::Backends::all()))
-        .ok_or("wgpu did not list its adapters synchronously")?;
+        .ok_or("wgpu did not list its adapters")?;
     if adapters.is_empty() {
         return Err("no adapter found (no GPU driver; on a CPU machine install mesa-vulkan-drivers for lavapipe)".into());
     }

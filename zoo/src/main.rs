@@ -218,7 +218,7 @@ fn main() -> ExitCode {
         }
         let place = info
             .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .map(|l| format!(" at {}:{}", source_file(l.file()), l.line()))
             .unwrap_or_default();
         eprintln!("error: internal error{place}: {message}");
     }));
@@ -237,6 +237,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// A source file as a panic names it, from its crate's folder: a dependency's file is an
+/// absolute path into the cargo registry of the machine that built zoo.
+fn source_file(file: &str) -> &str {
+    const REGISTRY: &str = "/registry/src/";
+    match file.find(REGISTRY) {
+        // `<registry>/src/index.crates.io-<hash>/<crate>-<version>/src/...`
+        Some(at) => {
+            let under = &file[at + REGISTRY.len()..];
+            under
+                .split_once('/')
+                .map_or(under, |(_, crate_file)| crate_file)
+        }
+        None => file,
     }
 }
 
@@ -475,4 +491,16 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panics_place_names_no_folder_of_the_build_machine() {
+        let registry = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/burn-flex-0.22.1/src/ops.rs";
+        assert_eq!(source_file(registry), "burn-flex-0.22.1/src/ops.rs");
+        assert_eq!(source_file("zoo/src/run.rs"), "zoo/src/run.rs");
+    }
 }

@@ -314,7 +314,7 @@ pub fn check(exp: &Experiment) -> Result<String> {
     // The table and the module come from one walk; this guards the walk itself.
     anyhow::ensure!(
         built == summary.total_params + summary.total_buffers,
-        "internal: the built {} has {built} parameters but the summary counts {} (+ {} buffers)",
+        "the built {} network has {built} parameters but its summary counts {} (+ {} buffers); this is a bug in zoo, please report it",
         exp.model.kind(),
         summary.total_params,
         summary.total_buffers

@@ -236,11 +236,46 @@ fn backends_are_listed_and_cuda_is_refused_in_one_line() {
     let out = sb.zoo_ok(&["backends"]);
     let text = stdout(&out);
     assert!(text.contains("flex:\n  cpu:"), "{text}");
-    assert!(text.contains("cuda: unavailable: "), "{text}");
+    // The reason says what the user can do instead.
+    let cuda = text.lines().find(|l| l.starts_with("cuda: unavailable: "));
+    assert!(
+        cuda.is_some_and(|l| l.contains("use --backend wgpu")),
+        "{text}"
+    );
     let config = sb.config("c.toml", "kind = \"mlp\"\nhidden = [8]", "");
     let err = assert_clean_failure(&sb.zoo(&["train", &config, "--backend", "cuda"]));
     assert!(
-        err.starts_with("error: --backend cuda: ") && err.lines().count() == 1,
+        err.starts_with("error: --backend cuda: ")
+            && err.contains("use --backend wgpu")
+            && err.lines().count() == 1,
         "{err}"
     );
+}
+
+#[test]
+fn help_texts_name_no_constant_of_the_code() {
+    let sb = Sandbox::empty();
+    let main_help = stdout(&sb.zoo_ok(&["--help"]));
+    let commands: Vec<&str> = main_help
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|&c| c != "help")
+        .collect();
+    assert!(commands.contains(&"bench"), "{main_help}");
+    // A constant's name in backticks (`SOME_NAME`) means nothing to a user.
+    let constant = regex::Regex::new("`[A-Z][A-Z0-9]*_[A-Z0-9_]*`").unwrap();
+    for command in commands {
+        let help = stdout(&sb.zoo_ok(&[command, "--help"]));
+        assert!(!constant.is_match(&help), "zoo {command} --help:\n{help}");
+        if help.contains("--backend <BACKEND>") {
+            assert!(
+                help.contains("NVIDIA GPUs through CUDA"),
+                "zoo {command} --help:\n{help}"
+            );
+        }
+    }
 }

@@ -37,9 +37,9 @@ pub struct TensorLink {
 /// `pytorch_layout`.
 #[derive(Debug, thiserror::Error)]
 pub enum Unnamed {
-    #[error("no PyTorch name for zoo's tensor {0} (a gap in its family's pytorch_layout)")]
+    #[error("zoo has no PyTorch name for its tensor {0}; this is a bug in zoo, please report it")]
     Missing(String),
-    #[error("zoo's tensors {0} and {1} both have the PyTorch name {2}")]
+    #[error("zoo's tensors {0} and {1} both have the PyTorch name {2}; this is a bug in zoo, please report it")]
     Shared(String, String, String),
 }
 

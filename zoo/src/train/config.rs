@@ -238,7 +238,7 @@ impl Precision {
         };
         let name = self.name();
         if matches!(backend, "flex" | "ndarray") {
-            return Err(format!("train.precision = \"{name}\" needs a GPU backend (wgpu or cuda); {backend} trains in f32"));
+            return Err(format!("train.precision = \"{name}\" needs a GPU backend (--backend wgpu); {backend} trains in f32"));
         }
         if !device.supports_dtype(half) {
             return Err(format!(
