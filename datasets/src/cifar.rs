@@ -1,4 +1,4 @@
-//! The CIFAR-10/100 binary format (https://www.cs.toronto.edu/~kriz/cifar.html): fixed-size
+//! The CIFAR-10/100 binary format (<https://www.cs.toronto.edu/~kriz/cifar.html>): fixed-size
 //! records of label byte(s) followed by 3072 pixel bytes (1024 red, 1024 green, 1024 blue).
 
 use std::path::Path;

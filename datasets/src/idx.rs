@@ -1,4 +1,4 @@
-//! The IDX format of MNIST, Fashion-MNIST and KMNIST (http://yann.lecun.com/exdb/mnist/),
+//! The IDX format of MNIST, Fashion-MNIST and KMNIST (<http://yann.lecun.com/exdb/mnist/>),
 //! gzipped or raw: a 4-byte magic number (0, 0, element type, number of dimensions), the
 //! dimensions as big-endian u32, then the elements.
 

@@ -43,6 +43,9 @@ fn sweep_values(set: &str) -> Result<Vec<Override>, String> {
     parts.iter().map(|v| format!("{key}={v}").parse()).collect()
 }
 
+/// The validation accuracy of one fold's model, trained (or fitted) on the other folds.
+type Scorer<'a> = Box<dyn Fn(&PreparedData) -> Result<f64> + 'a>;
+
 /// Every combination of the sweeps' values, as lists of overrides.
 pub fn expand_sweeps(sets: &[String]) -> Result<Vec<Vec<Override>>, String> {
     let mut combos: Vec<Vec<Override>> = vec![Vec::new()];
@@ -93,7 +96,7 @@ pub fn cross_validate(
             setting
         };
         // The validation accuracy of one fold's model, trained (or fitted) on the others.
-        let score: Box<dyn Fn(&PreparedData) -> Result<f64>> = match &exp.model {
+        let score: Scorer = match &exp.model {
             ModelConfig::CharLm(_) => bail!(
                 "zoo cv cross-validates image models; the char-lm is scored on its held-out text"
             ),

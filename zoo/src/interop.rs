@@ -138,14 +138,14 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, PackTensor>, InteropError> 
     let tensors = if safetensors {
         SafetensorsStore::from_file(path)
             .get_all_tensors()
-            .map(|t| t.clone())
+            .cloned()
             .map_err(|e| read_error(e.to_string()))?
     } else {
         // The keys as written: burn-store would renumber `features.0, 3, 6` to `0, 1, 2`.
         PytorchStore::from_file(path)
             .map_indices_contiguous(false)
             .get_all_tensors()
-            .map(|t| t.clone())
+            .cloned()
             .map_err(|e| {
                 read_error(format!(
                     "not a PyTorch state_dict or .safetensors file ({e})"

@@ -1,5 +1,5 @@
 //! AlexNet (Krizhevsky et al., 2012; single tower, as the notes tabulate it) and ZFNet
-//! (Zeiler & Fergus, 2013): rows of conv -> ReLU -> [max pool 3/2] -> [LRN], then dropout and
+//! (Zeiler & Fergus, 2013): rows of conv -> ReLU -> \[max pool 3/2\] -> \[LRN\], then dropout and
 //! fully connected layers. The rows are data: the papers' tables below, or `features` in TOML.
 
 use burn::nn::pool::AdaptiveAvgPool2d;
@@ -209,7 +209,7 @@ impl ImageFamily for AlexNetConfig {
 
     /// One stage per row (`conv{i}`, `pool{i}`, `lrn{i}`), then the head (dropout before
     /// each hidden layer).
-    /// torchvision's `features.N` (conv, ReLU, [max pool], [LRN] counted as modules) and
+    /// torchvision's `features.N` (conv, ReLU, \[max pool\], \[LRN\] counted as modules) and
     /// `classifier.N` (dropout, linear, ReLU per hidden layer, then the class layer).
     fn pytorch_layout(&self, _input: &ModelInput) -> PytorchLayout {
         let mut layout = PytorchLayout::default();

@@ -183,7 +183,7 @@ impl ImageFamily for GoogLeNetConfig {
         }
         probability("dropout", self.dropout)?;
         probability("aux_dropout", self.aux_dropout)?;
-        if self.branch3_kernel % 2 == 0 {
+        if self.branch3_kernel.is_multiple_of(2) {
             return Err(Invalid::new(
                 "branch3_kernel",
                 format!("expected an odd kernel (it keeps the map's size), got {}", self.branch3_kernel),
@@ -192,13 +192,13 @@ impl ImageFamily for GoogLeNetConfig {
         if self.stage_pool_kernels.contains(&0) {
             return Err(Invalid::new("stage_pool_kernels", "expected kernels of at least 1"));
         }
-        if !(self.batch_norm_eps > 0.0) {
+        if self.batch_norm_eps.is_nan() || self.batch_norm_eps <= 0.0 {
             return Err(Invalid::new(
                 "batch_norm_eps",
                 format!("expected a positive epsilon, got {}", self.batch_norm_eps),
             ));
         }
-        if !(self.aux_weight >= 0.0) {
+        if self.aux_weight.is_nan() || self.aux_weight < 0.0 {
             return Err(Invalid::new(
                 "aux_weight",
                 format!("expected a weight >= 0, got {}", self.aux_weight),

@@ -1,5 +1,5 @@
 //! The multilayer perceptron of the notes: flatten, then per hidden layer
-//! linear -> [batch norm] -> activation -> [dropout], then a linear head.
+//! linear -> [batch norm] -> activation -> \[dropout\], then a linear head.
 
 use burn::nn::activation::{Activation, ActivationConfig, EluConfig, LeakyReluConfig};
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear};

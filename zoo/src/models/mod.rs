@@ -55,6 +55,8 @@ macro_rules! image_families {
         }
 
         /// A built image classifier of any registered family.
+        // Burn's Module derive takes the networks as they are, not boxed; a run holds one.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Module, Debug)]
         pub enum ImageModel {
             $($family(<$config as ImageFamily>::Module),)+

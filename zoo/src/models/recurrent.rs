@@ -246,6 +246,8 @@ impl CellWeights {
 }
 
 /// What a one-directional layer carries from one call to the next (for sampling).
+// One state per layer, held for a sampling run: boxing the larger variant would gain nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum CellState {
     /// The LSTM's hidden and cell states, each `[batch, hidden]`.

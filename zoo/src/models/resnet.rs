@@ -200,7 +200,7 @@ impl ImageFamily for ResNetConfig {
         layout
     }
 
-    /// conv1, bn1, relu, [maxpool], `layer{s}.{i}` blocks (their projection rows after the
+    /// conv1, bn1, relu, \[maxpool\], `layer{s}.{i}` blocks (their projection rows after the
     /// main path's), the average pool and fc.
     fn build(&self, input: &ModelInput, b: &mut NetBuilder) -> ResNet {
         let conv1 = b.conv("conv1", self.stem_conv(input), false, Init::He);

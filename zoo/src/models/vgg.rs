@@ -228,6 +228,8 @@ impl ImageFamily for VggConfig {
     }
 }
 
+// Burn's Module derive takes the layers as they are, not boxed; a network holds a few dozen.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum VggLayer {
     Conv(ConvUnit),
