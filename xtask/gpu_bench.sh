@@ -18,7 +18,7 @@ bench() {
     limit=$1 stage=$2
     shift 2
     timeout "$limit" "$xtask" bench --backends wgpu --zoo "plain=$plain" --zoo "fusion=$fusion" \
-        --no-readme --against-pytorch --python python3 --pytorch-device cuda --out "$out/$stage" "$@"
+        --against-pytorch --python python3 --pytorch-device cuda --out "$out/$stage" "$@"
 }
 for stage in ${@:-small full folder}; do
     case $stage in

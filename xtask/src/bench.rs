@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: runs `zoo bench` once per config and backend, each in a fresh process
-//! (so peak memory is per model), and writes `results/bench.{md,json}`. With
-//! `--against-pytorch`, each config's PyTorch twin (`xtask/pytorch_mirror.py`) is timed right
-//! after zoo's rows for it, and the tables gain PyTorch's rates and zoo's ratios to them.
+//! (so peak memory is per model), and writes `results/bench.{md,json}`; with `--record NAME`
+//! also `bench/results/bench-NAME.json`, tagged with commit, date and machine, from which
+//! docs/performance.md's table of that name is rendered. With `--against-pytorch`, each
+//! config's PyTorch twin (`xtask/pytorch_mirror.py`) is timed right after zoo's rows for it,
+//! and the tables gain PyTorch's rates and zoo's ratios to them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use zoo::bench::BenchResult;
 
 use crate::common::{configs_in, error_line, stem, workspace_root, write_results, zoo_binary};
+use crate::records::{self, Provenance, Record};
 
 /// One config on one backend: zoo's measurement, or why there is none, and with
 /// `--against-pytorch` the config's PyTorch twin's (the same for every backend of a config).
@@ -91,12 +94,10 @@ pub struct Args {
     /// Where to write bench.md and bench.json.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// The README table to replace: the one between `<!-- NAME:begin` and `<!-- NAME:end -->`.
-    #[arg(long, default_value = "bench")]
-    readme_section: String,
-    /// Leave the README as it is (write only bench.md and bench.json).
-    #[arg(long)]
-    no_readme: bool,
+    /// Keep the run as `bench/results/bench-NAME.json` and regenerate docs/performance.md's
+    /// `bench-NAME` table from it (without: only `--out` gets the results).
+    #[arg(long, value_name = "NAME")]
+    record: Option<String>,
     /// Time each config's PyTorch twin too (xtask/pytorch_mirror.py), right after zoo's rows.
     #[arg(long)]
     against_pytorch: bool,
@@ -199,7 +200,8 @@ impl Pytorch<'_> {
     }
 }
 
-pub fn run(args: &Args) -> Result<()> {
+/// Measures what `args` asks for; returns whether a record was written (`--record`).
+pub fn run(args: &Args) -> Result<bool> {
     let root = workspace_root();
     let configs = if args.configs.is_empty() {
         configs_in(&root.join("configs/fashion-mnist"))?
@@ -294,11 +296,24 @@ pub fn run(args: &Args) -> Result<()> {
         zoo::fsutil::write_atomic(&partial, serde_json::to_string_pretty(&rows)?.as_bytes())?;
     }
     std::fs::remove_file(args.out.join("bench.partial.json")).ok();
-    let section = (!args.no_readme).then_some(args.readme_section.as_str());
-    write_results(&args.out, "bench", &markdown(&rows), &rows, section)
+    write_results(&args.out, "bench", &markdown(&rows), &rows)?;
+    let Some(name) = &args.record else {
+        return Ok(false);
+    };
+    let record = Record {
+        provenance: Provenance::now(&root, records::this_command()),
+        rows,
+    };
+    let file = records::save(&root, &format!("{RECORD_PREFIX}{name}"), &record)?;
+    eprintln!("bench: wrote {}", file.display());
+    Ok(true)
 }
 
-fn markdown(rows: &[BenchRow]) -> String {
+/// Benchmark records are `bench/results/bench-NAME.json`.
+pub const RECORD_PREFIX: &str = "bench-";
+
+/// The table of a benchmark run's rows.
+pub fn markdown(rows: &[BenchRow]) -> String {
     let against = rows.iter().any(|r| r.pytorch.is_some());
     let mut out = String::from(
         "| config | backend | loader images/s | train images/s (batch) | inference images/s (batch) | test split predicted in | peak memory |",

@@ -1,5 +1,5 @@
-//! What the tasks share: the workspace's paths, the `zoo` binary, the README's generated
-//! sections, the notes' reference accuracies, and the error line of a failed `zoo` run.
+//! What the tasks share: the workspace's paths, the `zoo` binary, the results files of a run,
+//! the notes' reference accuracies, and the error line of a failed `zoo` run.
 
 use std::path::{Path, PathBuf};
 
@@ -25,27 +25,12 @@ pub fn configs_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Replaces the README's text between `<!-- NAME:begin ... -->` and `<!-- NAME:end -->`.
-pub fn splice_readme(readme: &Path, name: &str, content: &str) -> Result<()> {
-    let text = std::fs::read_to_string(readme).context("cannot read README.md")?;
-    let begin = format!("<!-- {name}:begin");
-    let end = format!("<!-- {name}:end -->");
-    let (Some(a), Some(b)) = (text.find(&begin), text.find(&end)) else {
-        anyhow::bail!("README.md has no {name} markers ({begin} ... {end})");
-    };
-    let marker_end = a + text[a..].find("-->").map_or(0, |i| i + 3);
-    let updated = format!("{}\n{content}{}", &text[..marker_end], &text[b..]);
-    zoo::fsutil::write_atomic(readme, updated.as_bytes()).context("cannot write README.md")
-}
-
-/// Prints a task's table and writes it as `<out>/<name>.md`, its rows as `<out>/<name>.json`,
-/// and the table into the README's `readme_section` unless that is `None`.
+/// Prints a task's table and writes it as `<out>/<name>.md`, its rows as `<out>/<name>.json`.
 pub fn write_results(
     out: &Path,
     name: &str,
     table: &str,
     rows: &impl serde::Serialize,
-    readme_section: Option<&str>,
 ) -> Result<()> {
     println!("{table}");
     std::fs::create_dir_all(out)?;
@@ -54,16 +39,7 @@ pub fn write_results(
         &out.join(format!("{name}.json")),
         serde_json::to_string_pretty(rows)?.as_bytes(),
     )?;
-    match readme_section {
-        None => eprintln!("wrote {}/{name}.{{md,json}}", out.display()),
-        Some(section) => {
-            splice_readme(&workspace_root().join("README.md"), section, table)?;
-            eprintln!(
-                "wrote {}/{name}.{{md,json}} and the README's {section} table",
-                out.display()
-            );
-        }
-    }
+    eprintln!("wrote {}/{name}.{{md,json}}", out.display());
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! `cargo xtask bench-loader`: images/s of zoo's image-folder training loader (decode, random
 //! resized crop, flip, standardize) beside torchvision's `ImageFolder` + `DataLoader` with the
 //! same transforms (`xtask/torchvision_loader.py`) on the same files, interleaved round by
-//! round in one run; writes `results/loader.{md,json}` and the README's `loader` table.
+//! round in one run; writes `results/loader.{md,json}`, and with `--record`
+//! `bench/results/loader.json`, from which docs/performance.md's loader table is rendered.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use zoo::bench::LoaderBench;
 
 use crate::common::{error_line, workspace_root, write_results, zoo_binary};
+use crate::records::{self, Provenance, Record};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,9 +38,10 @@ pub struct Args {
     python: PathBuf,
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Leave the README as it is.
+    /// Keep the run as `bench/results/loader.json` and regenerate docs/performance.md's
+    /// loader table from it (without: only `--out` gets the results).
     #[arg(long)]
-    no_readme: bool,
+    record: bool,
 }
 
 /// What `torchvision_loader.py` prints.
@@ -53,11 +56,19 @@ pub struct TorchvisionLoader {
 /// Every round's rates; torchvision's are empty without torch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoaderRounds {
+    /// The folder read, as given.
+    pub folder: String,
+    /// The side of the square crops.
+    pub size: usize,
     pub zoo: Vec<LoaderBench>,
     pub torchvision: Vec<TorchvisionLoader>,
 }
 
-pub fn run(args: &Args) -> Result<()> {
+/// The record's name under `bench/results/`.
+pub const RECORD: &str = "loader";
+
+/// Measures both loaders; returns whether a record was written (`--record`).
+pub fn run(args: &Args) -> Result<bool> {
     let root = workspace_root();
     let zoo = zoo_binary(&root)?;
     let config = root.join("configs/imagenet/resnet18.toml");
@@ -65,6 +76,8 @@ pub fn run(args: &Args) -> Result<()> {
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut rounds = LoaderRounds {
+        folder: args.dir.display().to_string(),
+        size: args.size,
         zoo: Vec::new(),
         torchvision: Vec::new(),
     };
@@ -80,14 +93,17 @@ pub fn run(args: &Args) -> Result<()> {
             }
         }
     }
-    let section = (!args.no_readme).then_some("loader");
-    write_results(
-        &args.out,
-        "loader",
-        &markdown(&rounds, args),
-        &rounds,
-        section,
-    )
+    write_results(&args.out, "loader", &markdown(&rounds), &rounds)?;
+    if !args.record {
+        return Ok(false);
+    }
+    let record = Record {
+        provenance: Provenance::now(&root, records::this_command()),
+        rows: rounds,
+    };
+    let file = records::save(&root, RECORD, &record)?;
+    eprintln!("bench-loader: wrote {}", file.display());
+    Ok(true)
 }
 
 fn measure_zoo(zoo: &Path, root: &Path, config: &Path, args: &Args) -> Result<LoaderBench> {
@@ -149,15 +165,17 @@ fn measure_torchvision(
     ))
 }
 
-fn markdown(rounds: &LoaderRounds, args: &Args) -> String {
+/// The table of the rounds, zoo's and torchvision's rates side by side.
+pub fn markdown(rounds: &LoaderRounds) -> String {
+    let first = rounds.zoo.first();
     let mut out = format!(
         "Training loader, {}x{} crops from `{}`, batch {}, {} timed batches per round:\n\n| round | zoo images/s ({} decoding threads) | torchvision images/s | zoo / torchvision |\n|---:|---:|---:|---:|\n",
-        args.size,
-        args.size,
-        args.dir.display(),
-        args.batch_size,
-        args.batches,
-        rounds.zoo.first().map_or(0, |z| z.threads),
+        rounds.size,
+        rounds.size,
+        rounds.folder,
+        first.map_or(0, |z| z.batch_size),
+        first.map_or(0, |z| z.batches),
+        first.map_or(0, |z| z.threads),
     );
     for (i, z) in rounds.zoo.iter().enumerate() {
         let (tv, ratio) = match rounds.torchvision.get(i) {

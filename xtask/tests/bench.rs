@@ -1,6 +1,6 @@
 //! `cargo xtask bench --against-pytorch` without torch, and with a twin that does not match:
 //! zoo is measured either way, and the table says what PyTorch's side gave. (CI has no torch;
-//! the real comparison is in the README.)
+//! the real comparison is in docs/performance.md.)
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -20,7 +20,6 @@ fn bench(dir: &Path, config: &Path, python: &Path) -> Output {
             "2",
             "--min-seconds",
             "0",
-            "--no-readme",
             "--against-pytorch",
         ])
         .arg("--python")

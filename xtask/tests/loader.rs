@@ -66,7 +66,6 @@ fn a_written_folder_is_read_by_zoos_loader_and_compared_with_torchvisions() {
             "2",
             "--rounds",
             "1",
-            "--no-readme",
             "--out",
             "results",
             "--python",
