@@ -14,7 +14,7 @@ use zoo::summary::group_digits;
 use crate::bench::{self, BenchRow};
 use crate::common::{configs_in, stem, References};
 use crate::loader::{self, LoaderRounds};
-use crate::records::{self, Provenance, Record};
+use crate::records::{self, Provenance, Record, Table};
 use crate::reproduce::{self, Reproduced};
 
 #[derive(clap::Args)]
@@ -24,14 +24,26 @@ pub struct Args {
     check: bool,
 }
 
-/// The pages that hold generated parts, from the workspace root.
-const PAGES: &[&str] = &["README.md", "docs/results.md", "docs/performance.md"];
-
 /// One generated part of a page.
 struct Section {
-    page: &'static str,
+    /// The page, from the workspace root.
+    page: String,
     name: String,
     content: String,
+}
+
+/// README.md and the pages of docs/, from the workspace root.
+fn pages(root: &Path) -> Result<Vec<String>> {
+    let mut pages: Vec<String> = std::fs::read_dir(root.join("docs"))
+        .context("cannot read docs/")?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".md"))
+        .map(|n| format!("docs/{n}"))
+        .collect();
+    pages.sort();
+    pages.insert(0, "README.md".into());
+    Ok(pages)
 }
 
 pub fn run(root: &Path, args: &Args) -> Result<()> {
@@ -51,10 +63,11 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
 
 /// Rewrites every generated part of every page.
 pub fn write(root: &Path) -> Result<()> {
-    for page in PAGES {
-        let path = root.join(page);
+    let sections = sections(root)?;
+    for page in pages(root)? {
+        let path = root.join(&page);
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {page}"))?;
-        let updated = render_page(root, page, &text)?;
+        let updated = render_page(&sections, &page, &text)?;
         if updated != text {
             zoo::fsutil::write_atomic(&path, updated.as_bytes())
                 .with_context(|| format!("cannot write {page}"))?;
@@ -66,11 +79,12 @@ pub fn write(root: &Path) -> Result<()> {
 
 /// The generated parts that differ from what the records give, as `page#name`.
 pub fn stale(root: &Path) -> Result<Vec<String>> {
+    let sections = sections(root)?;
     let mut found = Vec::new();
-    for page in PAGES {
-        let text = std::fs::read_to_string(root.join(page))
+    for page in pages(root)? {
+        let text = std::fs::read_to_string(root.join(&page))
             .with_context(|| format!("cannot read {page}"))?;
-        let fresh = render_page(root, page, &text)?;
+        let fresh = render_page(&sections, &page, &text)?;
         for name in marker_names(&text) {
             if section_text(&text, &name) != section_text(&fresh, &name) {
                 found.push(format!("{page}#{name}"));
@@ -82,11 +96,11 @@ pub fn stale(root: &Path) -> Result<Vec<String>> {
 
 /// `text` with each of its generated parts rendered anew; every part of the page must have a
 /// generator and every generator of the page its part.
-fn render_page(root: &Path, page: &str, text: &str) -> Result<String> {
-    let sections: BTreeMap<String, String> = sections(root)?
-        .into_iter()
+fn render_page(sections: &[Section], page: &str, text: &str) -> Result<String> {
+    let sections: BTreeMap<&String, &String> = sections
+        .iter()
         .filter(|s| s.page == page)
-        .map(|s| (s.name, s.content))
+        .map(|s| (&s.name, &s.content))
         .collect();
     let marked = marker_names(text);
     for name in &marked {
@@ -95,7 +109,7 @@ fn render_page(root: &Path, page: &str, text: &str) -> Result<String> {
         }
     }
     let mut out = text.to_string();
-    for (name, content) in &sections {
+    for (name, content) in sections {
         if !marked.contains(name) {
             bail!("{page} lacks the markers of its generated part `{name}` (<!-- {name}:begin --> ... <!-- {name}:end -->)");
         }
@@ -109,25 +123,39 @@ fn sections(root: &Path) -> Result<Vec<Section>> {
     let reproduced: Reproduced = records::load(root, reproduce::RECORD)?.unwrap_or_default();
     let mut out = vec![
         Section {
-            page: "README.md",
+            page: "README.md".into(),
             name: "models".into(),
             content: models_table(root, &reproduced)?,
         },
         Section {
-            page: "docs/results.md",
+            page: "docs/results.md".into(),
             name: "results".into(),
             content: reproduce::images_table(root, &reproduced)?,
         },
         Section {
-            page: "docs/results.md",
+            page: "docs/results.md".into(),
             name: "text".into(),
             content: reproduce::text_table(&reproduced),
         },
     ];
+    for name in records::names(root, records::TABLE_PREFIX)? {
+        let record: Record<Table> = records::load(root, &name)?.expect("listed");
+        if !root.join(&record.rows.page).exists() {
+            bail!(
+                "bench/results/{name}.json: its page {} does not exist",
+                record.rows.page
+            );
+        }
+        out.push(Section {
+            page: record.rows.page.clone(),
+            name,
+            content: measured(&record.provenance) + &record.rows.markdown(),
+        });
+    }
     for name in records::names(root, bench::RECORD_PREFIX)? {
         let record: Record<Vec<BenchRow>> = records::load(root, &name)?.expect("listed");
         out.push(Section {
-            page: "docs/performance.md",
+            page: "docs/performance.md".into(),
             name,
             content: measured(&record.provenance) + &bench::markdown(&record.rows),
         });
@@ -136,7 +164,7 @@ fn sections(root: &Path) -> Result<Vec<Section>> {
         let mut rows = record.rows.clone();
         rows.folder = shown_word(&rows.folder);
         out.push(Section {
-            page: "docs/performance.md",
+            page: "docs/performance.md".into(),
             name: loader::RECORD.into(),
             content: measured(&record.provenance) + &loader::markdown(&rows),
         });
@@ -282,40 +310,45 @@ fn natural_key(name: &str) -> Vec<(String, u64)> {
     key
 }
 
-/// The names of the generated parts of `text`, in order.
+/// The names of the generated parts of `text`, in order: markers stand at the start of a line
+/// (a marker quoted in prose is not one).
 fn marker_names(text: &str) -> Vec<String> {
-    text.match_indices("<!-- ")
-        .filter_map(|(i, _)| {
-            let rest = &text[i + 5..];
-            let name = rest.split_once(":begin")?.0;
+    text.lines()
+        .filter_map(|line| {
+            let name = line.strip_prefix("<!-- ")?.split_once(":begin")?.0;
             let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
             (!name.is_empty() && name.chars().all(plain)).then(|| name.to_string())
         })
         .collect()
 }
 
+/// Where a line starting with `prefix` starts in `text`.
+fn line_starting(text: &str, prefix: &str) -> Option<usize> {
+    if text.starts_with(prefix) {
+        return Some(0);
+    }
+    text.find(&format!("\n{prefix}")).map(|i| i + 1)
+}
+
+/// The byte range between a part's markers: after its begin marker's line, up to its end marker.
+fn section_range(text: &str, name: &str) -> Option<std::ops::Range<usize>> {
+    let a = line_starting(text, &format!("<!-- {name}:begin"))?;
+    let b = line_starting(text, &format!("<!-- {name}:end -->"))?;
+    let start = a + text[a..].find("-->")? + 3;
+    (start <= b).then_some(start..b)
+}
+
 /// The text between a part's markers (empty when it has none).
 fn section_text<'a>(text: &'a str, name: &str) -> &'a str {
-    let begin = format!("<!-- {name}:begin");
-    let end = format!("<!-- {name}:end -->");
-    match (text.find(&begin), text.find(&end)) {
-        (Some(a), Some(b)) if a < b => {
-            let start = a + text[a..].find("-->").map_or(0, |i| i + 3);
-            &text[start.min(b)..b]
-        }
-        _ => "",
-    }
+    section_range(text, name).map_or("", |r| &text[r])
 }
 
 /// `text` with the part `name` replaced by `content`.
 fn splice(text: &str, name: &str, content: &str) -> String {
-    let begin = format!("<!-- {name}:begin");
-    let end = format!("<!-- {name}:end -->");
-    let (Some(a), Some(b)) = (text.find(&begin), text.find(&end)) else {
-        return text.to_string();
-    };
-    let start = a + text[a..].find("-->").map_or(0, |i| i + 3);
-    format!("{}\n{content}{}", &text[..start], &text[b..])
+    match section_range(text, name) {
+        Some(r) => format!("{}\n{content}{}", &text[..r.start], &text[r.end..]),
+        None => text.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +367,10 @@ mod tests {
         );
         assert_eq!(splice(&new, "t", "new\n"), new);
         assert_eq!(marker_names("<!-- a comment -->"), Vec::<String>::new());
+        assert_eq!(
+            marker_names("quoted: `<!-- t:begin -->`"),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

@@ -98,6 +98,30 @@ pub struct Record<T> {
     pub rows: T,
 }
 
+/// Records whose name starts with this are measured tables kept as printed (`Table`).
+pub const TABLE_PREFIX: &str = "table-";
+
+/// A measured table kept as data: the page that shows it, its columns and its cells.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Table {
+    /// The page whose generated part of the record's name shows it, from the workspace root.
+    pub page: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn markdown(&self) -> String {
+        let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+        let mut out = line(&self.columns);
+        out += &format!("|{}\n", "---|".repeat(self.columns.len()));
+        for row in &self.rows {
+            out += &line(row);
+        }
+        out
+    }
+}
+
 /// `bench/results/<name>.json` under `root`.
 pub fn path(root: &Path, name: &str) -> PathBuf {
     root.join(RECORDS_DIR).join(format!("{name}.json"))

@@ -173,8 +173,28 @@ fn the_models_page_lists_the_registrys_kinds() {
     );
 }
 
+/// The anchors of a page's headings, as GitHub makes them (code blocks left out).
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut in_code = false;
+    let mut found = BTreeSet::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            let title = line.trim_start_matches('#').trim().to_lowercase();
+            let slug: String = title
+                .chars()
+                .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect();
+            found.insert(slug);
+        }
+    }
+    found
+}
+
 #[test]
-fn links_between_pages_lead_to_files() {
+fn links_between_pages_lead_to_files_and_headings() {
     let root = root();
     let mut broken = Vec::new();
     for (page, text) in pages() {
@@ -183,16 +203,26 @@ fn links_between_pages_lead_to_files() {
         for (i, _) in text.match_indices("](") {
             let target = &text[i + 2..];
             let target = &target[..target.find(')').unwrap_or(0)];
-            if target.contains("://") || target.starts_with('#') || target.is_empty() {
+            if target.contains("://") || target.is_empty() {
                 continue;
             }
-            let file = target.split('#').next().unwrap();
-            if !dir.join(file).exists() {
-                broken.push(format!("{page}: {target}"));
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let file = if file.is_empty() {
+                here.clone()
+            } else {
+                dir.join(file)
+            };
+            if !file.exists() {
+                broken.push(format!("{page}: {target} (no such file)"));
+            } else if !anchor.is_empty() {
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                if !anchors(&text).contains(anchor) {
+                    broken.push(format!("{page}: {target} (no such heading)"));
+                }
             }
         }
     }
-    assert!(broken.is_empty(), "links to no file: {broken:?}");
+    assert!(broken.is_empty(), "links that lead nowhere: {broken:#?}");
 }
 
 /// A word that looks like a commit hash or a weights digest: 7 to 40 hex digits, with both
@@ -246,6 +276,13 @@ fn the_block_parser_and_the_rewriting_do_what_the_docs_say() {
         format!("\"$ZOO\" train a.toml    --out runs/a {TRAIN_LIMITS}")
     );
     assert_eq!(as_script(&found[1]), "\"$XTASK\" docs");
+    assert_eq!(
+        anchors("# A title\n```sh\n# not a heading\n```\n## What it offers: `zoo backends`\n"),
+        BTreeSet::from([
+            "a-title".to_string(),
+            "what-it-offers-zoo-backends".to_string()
+        ])
+    );
     assert!(looks_like_a_hash("176f669"));
     assert!(!looks_like_a_hash("deadbeef") && !looks_like_a_hash("1234567"));
 }
