@@ -230,14 +230,24 @@ fn main() -> ExitCode {
             ExitCode::from(INTERRUPTED)
         }
         Ok(Err(err)) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            eprintln!("{}", error_lines(&err));
             ExitCode::FAILURE
         }
         Err(_) => ExitCode::FAILURE,
     }
+}
+
+/// The error and its causes, one line each; a cause that an earlier line already says (a
+/// wrapper that repeats its source's message) is not said again.
+fn error_lines(err: &anyhow::Error) -> String {
+    let mut lines = vec![format!("error: {err}")];
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !lines.iter().any(|line| line.contains(&cause)) {
+            lines.push(format!("  caused by: {cause}"));
+        }
+    }
+    lines.join("\n")
 }
 
 /// A source file as a panic names it, from its crate's folder: a dependency's file is an
@@ -496,6 +506,23 @@ fn dispatch(cli: Cli) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cause_that_repeats_an_earlier_line_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("x.png: not an image")]
+        struct Decode;
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Wrapper(#[source] Decode);
+        let err = anyhow::Error::new(Wrapper(Decode)).context("cannot load the dataset");
+        assert_eq!(
+            error_lines(&err),
+            "error: cannot load the dataset\n  caused by: x.png: not an image"
+        );
+        let err = anyhow::Error::new(Wrapper(Decode));
+        assert_eq!(error_lines(&err), "error: x.png: not an image");
+    }
 
     #[test]
     fn a_panics_place_names_no_folder_of_the_build_machine() {
