@@ -114,13 +114,15 @@ pub fn run(args: &Args) -> Result<bool> {
         }
     }
     let mut record: Reproduced = records::load(&root, RECORD)?.unwrap_or_default();
-    let measured = |config: &Path| {
-        let command = format!(
+    // The commit, date and machine are the run's; only the command differs per config.
+    let here = Provenance::now(&root, String::new());
+    let measured = |config: &Path| Provenance {
+        command: format!(
             "cargo xtask reproduce --only {} --backend {}",
             stem(config),
             args.backend
-        );
-        Provenance::now(&root, command)
+        ),
+        ..here.clone()
     };
     let shown = |config: &Path| shown(&root, config);
     for config in configs.iter().filter(|c| wanted(c)) {
