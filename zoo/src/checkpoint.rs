@@ -1,8 +1,10 @@
 //! Weights on disk: a module as burnpack bytes and back, and checkpoints,
-//! `<run>/checkpoints/epoch-NNNN/{model.bpk, optim.bpk, state.json}` after N epochs, or
-//! `epoch-NNNN-batch-BBBBBB/` when training was interrupted B batches into epoch N+1. Each
+//! `<run>/checkpoints/epoch-NNNN/{model.bpk, optim.bpk, state.json, SHA256SUMS}` after N epochs,
+//! or `epoch-NNNN-batch-BBBBBB/` when training was interrupted B batches into epoch N+1. Each
 //! checkpoint is written into a `.partial` directory that is renamed into place only once
-//! complete, so a crash leaves either the previous checkpoint or the new one, never a broken one.
+//! complete, so a crash leaves either the previous checkpoint or the new one, never a broken
+//! one; a write that fails (a full disk) removes the `.partial` before it reports. A checkpoint
+//! that no longer matches its `SHA256SUMS` is set aside as `<name>.damaged` by `set_aside`.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +12,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
+
+use crate::fsutil::WriteError;
 
 /// Weights that could not be read into a model.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +39,7 @@ pub fn load_module<M: Module>(model: M, path: &Path) -> Result<M, WeightsError> 
         path: path.to_path_buf(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let bytes = crate::checksums::read_checked(path).map_err(|e| fail(e.reason))?;
     let record =
         ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| fail(e.to_string()))?;
     model
@@ -107,7 +111,7 @@ pub fn latest(run_dir: &Path) -> std::io::Result<Option<(Position, PathBuf)>> {
 }
 
 /// Complete checkpoints, oldest first.
-fn complete(run_dir: &Path) -> std::io::Result<Vec<(Position, PathBuf)>> {
+pub fn complete(run_dir: &Path) -> std::io::Result<Vec<(Position, PathBuf)>> {
     let dir = checkpoints_dir(run_dir);
     if !dir.is_dir() {
         return Ok(Vec::new());
@@ -127,36 +131,86 @@ fn complete(run_dir: &Path) -> std::io::Result<Vec<(Position, PathBuf)>> {
     Ok(found)
 }
 
-/// Writes one checkpoint from its files' bytes, then drops all but the newest `KEEP`.
+/// Writes one checkpoint from its files' bytes (with their `SHA256SUMS`), then drops all but
+/// the newest `KEEP`. A failed write leaves no trace of the new checkpoint.
 pub fn save(
     run_dir: &Path,
     position: Position,
     files: &[(&str, &[u8])],
-) -> std::io::Result<PathBuf> {
+) -> Result<PathBuf, WriteError> {
     let dir = checkpoints_dir(run_dir);
     let final_dir = dir.join(position.dir_name());
     let partial = dir.join(format!(".{}.partial", position.dir_name()));
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial)?;
+    // Errors name the checkpoint being written, not the hidden directory it is written in.
+    let fail = |e| WriteError::new(&final_dir, e);
+    let written = write_partial(&partial, files)
+        .map_err(|e| fail(e.error))
+        .and_then(|()| {
+            if final_dir.exists() {
+                std::fs::remove_dir_all(&final_dir).map_err(fail)?;
+            }
+            std::fs::rename(&partial, &final_dir).map_err(fail)
+        });
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
     }
-    std::fs::create_dir_all(&partial)?;
-    for (name, bytes) in files {
-        crate::fsutil::write_atomic(&partial.join(name), bytes)?;
-    }
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir)?;
-    }
-    std::fs::rename(&partial, &final_dir)?;
-    let all = complete(run_dir)?;
+    let all = complete(run_dir).map_err(|e| WriteError::new(&dir, e))?;
     for (_, old) in &all[..all.len().saturating_sub(KEEP)] {
-        std::fs::remove_dir_all(old)?;
+        std::fs::remove_dir_all(old).map_err(|e| WriteError::new(old, e))?;
     }
     Ok(final_dir)
+}
+
+fn write_partial(partial: &Path, files: &[(&str, &[u8])]) -> Result<(), WriteError> {
+    if partial.exists() {
+        std::fs::remove_dir_all(partial).map_err(|e| WriteError::new(partial, e))?;
+    }
+    std::fs::create_dir_all(partial).map_err(|e| WriteError::new(partial, e))?;
+    for (name, bytes) in files {
+        crate::fsutil::write_file(&partial.join(name), bytes)?;
+    }
+    crate::checksums::write_all(partial, files)
+}
+
+/// Renames a checkpoint that cannot be read to `<name>.damaged`, out of `complete`'s sight and
+/// kept for inspection; returns its new path.
+pub fn set_aside(dir: &Path) -> std::io::Result<PathBuf> {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".damaged");
+    let to = dir.with_file_name(name);
+    if to.exists() {
+        std::fs::remove_dir_all(&to)?;
+    }
+    std::fs::rename(dir, &to)?;
+    Ok(to)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_carries_the_digests_of_its_files() {
+        let run = tempfile::tempdir().unwrap();
+        let at = Position {
+            epochs: 1,
+            batches: 0,
+        };
+        let dir = save(
+            run.path(),
+            at,
+            &[("state.json", b"{}"), ("optim.bpk", b"m")],
+        )
+        .unwrap();
+        assert_eq!(
+            crate::checksums::check_dir(&dir).good,
+            ["optim.bpk", "state.json"]
+        );
+        let damaged = set_aside(&dir).unwrap();
+        assert!(damaged.ends_with("checkpoints/epoch-0001.damaged"));
+        assert!(latest(run.path()).unwrap().is_none());
+    }
 
     #[test]
     fn keeps_the_newest_two_and_ignores_partials() {

@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;
+pub mod checksums;
 pub mod config;
 pub mod cv;
 pub mod data;
@@ -29,3 +30,4 @@ pub mod schedule;
 pub mod summary;
 pub mod text;
 pub mod train;
+pub mod verify;

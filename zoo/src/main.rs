@@ -166,6 +166,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Backend::Flex)]
         backend: Backend,
     },
+    /// Check runs' weights (final model and checkpoints) against the SHA-256 digests recorded
+    /// when they were written; a batch's --out checks each of its runs. Loads no backend.
+    Verify {
+        /// Run directories, or directories holding runs (a batch's results).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Model kinds and shipped configs.
     List,
     /// The compiled backends and the devices each sees here (or why it sees none).
@@ -486,6 +493,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Verify { paths } => verify(&paths)?,
         Command::List => {
             println!("model kinds: {}", ModelConfig::kinds().join(", "));
             let dir = Path::new("configs");
@@ -500,6 +508,33 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `zoo verify`: a report per run; fails when a file is damaged or no run is found.
+fn verify(paths: &[PathBuf]) -> Result<()> {
+    let (mut runs, mut damaged_runs, mut damaged_files) = (0, 0, 0);
+    for path in paths {
+        let found = zoo::verify::find_runs(path);
+        anyhow::ensure!(
+            !found.is_empty(),
+            "{}: no run directory there (none holds a config.toml)",
+            path.display()
+        );
+        for run_dir in found {
+            let report = zoo::verify::verify_run(&run_dir);
+            for line in report.lines() {
+                println!("{line}");
+            }
+            runs += 1;
+            damaged_files += report.damaged.len();
+            damaged_runs += usize::from(!report.damaged.is_empty());
+        }
+    }
+    anyhow::ensure!(
+        damaged_files == 0,
+        "damaged files: {damaged_files}, in {damaged_runs} of {runs} runs; `zoo train CONFIG --resume --out RUN` continues a run from its newest undamaged checkpoint"
+    );
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::checkpoint;
 use crate::config::Experiment;
 use crate::eval::Evaluation;
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_file;
 use crate::train::EpochRecord;
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -245,8 +245,7 @@ fn remove_leftovers(run_dir: &Path) -> Result<()> {
 
 /// Writes `bytes` as the run's file `name`, atomically.
 pub fn save(run_dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let path = run_dir.join(name);
-    write_atomic(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    Ok(write_file(&run_dir.join(name), bytes)?)
 }
 
 /// Writes `value` as the run's JSON file `name`.
@@ -275,10 +274,12 @@ pub fn load_config(run_dir: &Path) -> Result<Experiment> {
     Ok(Experiment::parse(&text, &path.display().to_string(), &[])?)
 }
 
-/// Saves the trained model's weights as the run's `model.bpk`.
+/// Saves the trained model's weights as the run's `model.bpk`, its digest in `SHA256SUMS`.
 pub fn save_model<M: Module>(run_dir: &Path, model: &M) -> Result<()> {
     let bytes = checkpoint::module_bytes(model).map_err(anyhow::Error::msg)?;
-    save(run_dir, MODEL_FILE, &bytes)
+    Ok(crate::checksums::write_recorded(
+        run_dir, MODEL_FILE, &bytes,
+    )?)
 }
 
 /// Loads the run's trained weights into `model`, a freshly built network of its config.

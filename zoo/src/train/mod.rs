@@ -36,6 +36,8 @@ use progress::Progress;
 pub enum TrainError {
     #[error("{}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
+    #[error(transparent)]
+    Write(#[from] crate::fsutil::WriteError),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -346,30 +348,8 @@ impl Trainer<'_> {
         let mut optim = optimizer(self.config);
         let mut state = TrainState::default();
         if resume {
-            if let Some((_, dir)) =
-                checkpoint::latest(self.run_dir).map_err(io_error(self.run_dir))?
-            {
-                model = checkpoint::load_module(model, &dir.join(MODEL_FILE)).map_err(|e| {
-                    TrainError::Checkpoint {
-                        path: e.path,
-                        message: e.message,
-                    }
-                })?;
-                let optim_path = dir.join(OPTIM_FILE);
-                let bytes = std::fs::read(&optim_path).map_err(io_error(&optim_path))?;
-                optim = optim
-                    .from_bytes(Bytes::from_bytes_vec(bytes))
-                    .map_err(|e| TrainError::Checkpoint {
-                        path: optim_path.clone(),
-                        message: e.to_string(),
-                    })?;
-                let state_path = dir.join(STATE_FILE);
-                let text = std::fs::read_to_string(&state_path).map_err(io_error(&state_path))?;
-                state = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
-                    path: state_path.clone(),
-                    message: e.to_string(),
-                })?;
-                eprintln!("resuming from {}", dir.display());
+            if let Some(restored) = self.restore(&model)? {
+                (model, optim, state) = restored;
             }
         }
         let epochs = self.config.epochs;
@@ -513,6 +493,70 @@ impl Trainer<'_> {
         })
     }
 
+    /// The model, optimizer and state of the newest checkpoint that reads back whole, or `None`
+    /// without checkpoints. A checkpoint that does not (damaged on disk, a file missing) is
+    /// named and set aside, and the one before it is tried.
+    fn restore<M: Module>(
+        &self,
+        model: &M,
+    ) -> Result<Option<(M, ModuleOptimizer, TrainState)>, TrainError> {
+        let mut first_failure = None;
+        let checkpoints = checkpoint::complete(self.run_dir).map_err(io_error(self.run_dir))?;
+        for (_, dir) in checkpoints.into_iter().rev() {
+            match self.load_checkpoint(model.clone(), &dir) {
+                Ok(restored) => {
+                    eprintln!("resuming from {}", dir.display());
+                    return Ok(Some(restored));
+                }
+                Err(e) => {
+                    let aside = checkpoint::set_aside(&dir).map_err(io_error(&dir))?;
+                    eprintln!(
+                        "warning: {e}; trying the checkpoint before it (this one is kept as {})",
+                        aside.display()
+                    );
+                    first_failure.get_or_insert(e);
+                }
+            }
+        }
+        // Checkpoints existed and none could be read: training from scratch would hide that.
+        match first_failure {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    fn load_checkpoint<M: Module>(
+        &self,
+        model: M,
+        dir: &Path,
+    ) -> Result<(M, ModuleOptimizer, TrainState), TrainError> {
+        let damaged = |e: crate::checksums::ChecksumError| TrainError::Checkpoint {
+            path: e.path,
+            message: e.reason,
+        };
+        let model = checkpoint::load_module(model, &dir.join(MODEL_FILE)).map_err(|e| {
+            TrainError::Checkpoint {
+                path: e.path,
+                message: e.message,
+            }
+        })?;
+        let optim_path = dir.join(OPTIM_FILE);
+        let bytes = crate::checksums::read_checked(&optim_path).map_err(damaged)?;
+        let optim = optimizer(self.config)
+            .from_bytes(Bytes::from_bytes_vec(bytes))
+            .map_err(|e| TrainError::Checkpoint {
+                path: optim_path.clone(),
+                message: e.to_string(),
+            })?;
+        let state_path = dir.join(STATE_FILE);
+        let bytes = crate::checksums::read_checked(&state_path).map_err(damaged)?;
+        let state = serde_json::from_slice(&bytes).map_err(|e| TrainError::Checkpoint {
+            path: state_path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok((model, optim, state))
+    }
+
     fn stop_requested(&self) -> bool {
         self.stop
             .as_ref()
@@ -536,7 +580,7 @@ impl Trainer<'_> {
         let model_bytes = checkpoint::module_bytes(model).map_err(fail)?;
         let optim_bytes = optim.into_bytes().map_err(|e| fail(e.to_string()))?;
         let state_json = serde_json::to_vec_pretty(state).expect("state serializes");
-        checkpoint::save(
+        Ok(checkpoint::save(
             self.run_dir,
             at,
             &[
@@ -544,7 +588,6 @@ impl Trainer<'_> {
                 (OPTIM_FILE, &optim_bytes),
                 (STATE_FILE, &state_json),
             ],
-        )
-        .map_err(io_error(self.run_dir))
+        )?)
     }
 }
