@@ -8,6 +8,7 @@
 //! directory, is saved as `<out>/batch.json`, from which `collect` writes
 //! results.{csv,json,md} and plots (see `report`) whenever asked.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -230,6 +231,8 @@ pub fn row(e: &Experiment, failure: Option<&str>) -> Result<Row> {
 }
 
 /// Runs one experiment as a local process (unless finished); its failure's error line if any.
+/// `train.log` keeps every attempt (a resumed run appends to it); the error line is the last
+/// attempt's.
 fn run_locally(zoo: &Path, e: &Experiment) -> Result<Option<String>> {
     let Ok(dir) = &e.run_dir else {
         return Ok(None);
@@ -238,15 +241,44 @@ fn run_locally(zoo: &Path, e: &Experiment) -> Result<Option<String>> {
         return Ok(None);
     }
     std::fs::create_dir_all(dir)?;
-    let log = std::fs::File::create(dir.join("train.log"))?;
+    let log_path = dir.join("train.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let attempts = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .matches(ATTEMPT)
+        .count();
+    writeln!(&log, "{ATTEMPT} {}", attempts + 1)?;
     let status = Command::new(zoo)
         .args(e.train_args(dir))
         .stdout(log.try_clone()?)
         .stderr(log)
         .status()
         .context("cannot run zoo")?;
-    Ok((!status.success())
-        .then(|| error_line(&std::fs::read(dir.join("train.log")).unwrap_or_default())))
+    if status.success() {
+        return Ok(None);
+    }
+    Ok(Some(
+        match std::os::unix::process::ExitStatusExt::signal(&status) {
+            Some(signal) => {
+                format!("zoo was killed by signal {signal}; running the batch again resumes it")
+            }
+            None => last_attempts_error(&log_path),
+        },
+    ))
+}
+
+/// The line of `train.log` that starts each attempt (followed by its number).
+const ATTEMPT: &str = "--- batch: zoo train, attempt";
+
+/// The error line of the last attempt logged in `train.log`.
+fn last_attempts_error(log_path: &Path) -> String {
+    let text = std::fs::read_to_string(log_path).unwrap_or_default();
+    let last = text.rfind(ATTEMPT).map_or(&text[..], |at| &text[at..]);
+    error_line(last.as_bytes())
 }
 
 /// The experiments of `args`: configs x backends x grid points x seeds, each with its run directory.
@@ -365,8 +397,8 @@ fn failure_of(e: &Experiment, slurm_failures: &slurm::Failures) -> Option<String
     if let Some(f) = slurm_failures.get(&dir.display().to_string()) {
         return Some(f.describe());
     }
-    let log = std::fs::read(dir.join("train.log")).ok()?;
-    Some(error_line(&log))
+    let log = dir.join("train.log");
+    log.exists().then(|| last_attempts_error(&log))
 }
 
 /// `collect`: results.{csv,json,md} and plots of the batch in `out`, from its run directories.

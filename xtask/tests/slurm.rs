@@ -10,72 +10,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{write_config, write_dataset, zoo_bin};
-
-/// The cluster's daemons, stopped when dropped (the test passing or failing).
-struct Cluster {
-    dir: PathBuf,
-    conf: String,
-}
-
-impl Cluster {
-    fn script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/slurm-cluster")
-    }
-
-    fn up(dir: &Path) -> Cluster {
-        let out = Command::new(Self::script())
-            .arg("up")
-            .arg(dir)
-            .output()
-            .unwrap();
-        let mut cluster = Cluster {
-            dir: dir.to_path_buf(),
-            conf: String::new(),
-        };
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        cluster.conf = stdout
-            .trim()
-            .strip_prefix("export SLURM_CONF=")
-            .expect("the script prints SLURM_CONF")
-            .to_string();
-        cluster
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.env("SLURM_CONF", &self.conf);
-        cmd
-    }
-
-    fn down(&self) {
-        let status = Command::new(Self::script())
-            .arg("down")
-            .arg(&self.dir)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
-fn xtask_command(zoo: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.args(args)
-        .env("ZOO_BIN", zoo)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    cmd
-}
+use common::{slurm_installed, write_config, write_dataset, xtask_command, zoo_bin, Cluster};
 
 fn xtask(cluster: &Cluster, zoo: &Path, args: &[&str]) -> Output {
     let out = xtask_command(zoo, args)
@@ -111,12 +46,7 @@ fn finished_runs(results: &Path) -> Vec<(String, f64, String)> {
 
 #[test]
 fn a_batch_through_slurm_equals_the_local_one_and_survives_preemption() {
-    if Command::new("slurmctld").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("ZOO_REQUIRE_SLURM").is_none(),
-            "ZOO_REQUIRE_SLURM is set but Slurm is not installed (slurm-wlm, munge)"
-        );
-        eprintln!("skipped: Slurm is not installed (apt-get install slurm-wlm munge)");
+    if !slurm_installed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -55,3 +55,82 @@ pub fn fake_python(dir: &Path, body: &str) -> PathBuf {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
+
+/// Whether Slurm's daemons are installed; without them a Slurm test says so and passes,
+/// unless `ZOO_REQUIRE_SLURM` is set (as in CI), where that is a failure.
+pub fn slurm_installed() -> bool {
+    if Command::new("slurmctld").arg("-V").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("ZOO_REQUIRE_SLURM").is_none(),
+        "ZOO_REQUIRE_SLURM is set but Slurm is not installed (slurm-wlm, munge)"
+    );
+    eprintln!("skipped: Slurm is not installed (apt-get install slurm-wlm munge)");
+    false
+}
+
+/// The cluster's daemons, stopped when dropped (the test passing or failing).
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub conf: String,
+}
+
+impl Cluster {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/slurm-cluster")
+    }
+
+    pub fn up(dir: &Path) -> Cluster {
+        let out = Command::new(Self::script())
+            .arg("up")
+            .arg(dir)
+            .output()
+            .unwrap();
+        let mut cluster = Cluster {
+            dir: dir.to_path_buf(),
+            conf: String::new(),
+        };
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        cluster.conf = stdout
+            .trim()
+            .strip_prefix("export SLURM_CONF=")
+            .expect("the script prints SLURM_CONF")
+            .to_string();
+        cluster
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("SLURM_CONF", &self.conf);
+        cmd
+    }
+
+    pub fn down(&self) {
+        let status = Command::new(Self::script())
+            .arg("down")
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+pub fn xtask_command(zoo: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(args)
+        .env("ZOO_BIN", zoo)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    cmd
+}
