@@ -12,7 +12,7 @@ use datasets::{DatasetKind, Standardization};
 use crate::backend::Backend;
 use crate::checkpoint::weights_digest;
 use crate::config::Experiment;
-use crate::data::{self, image_input, Normalize, PreparedData, IMAGENET_MEAN, IMAGENET_STD};
+use crate::data::{self, image_input, Normalize, PreparedData};
 use crate::eval::{evaluate, evaluate_on, Evaluation, ImageTask};
 use crate::interop::{self, ImportOptions};
 use crate::models::{ImageModel, ImageModelConfig, ModelConfig};
@@ -176,8 +176,8 @@ fn classify(
 /// `zoo import`: checks a PyTorch weights file against `exp`'s network, then writes a run
 /// directory that `zoo eval`, `zoo predict`, `zoo export` and `zoo train --init-from` take: the
 /// resolved config, `model.bpk` and the normalization (torchvision's ImageNet mean and std for
-/// ImageNet-shaped configs, else what training would fit). Nothing is written when the file
-/// does not fit.
+/// ImageNet-shaped and folder configs unless `normalize = "none"`, else what training would
+/// fit). Nothing is written when the file does not fit.
 pub fn import(exp: &Experiment, weights: &Path, options: &ImportOptions) -> Result<()> {
     let config = image_config(exp, "import")?;
     let device = Backend::Flex.device();
@@ -186,11 +186,10 @@ pub fn import(exp: &Experiment, weights: &Path, options: &ImportOptions) -> Resu
     let (model, imported) =
         interop::load_pytorch(model, &config.pytorch_layout(&input), weights, options)?;
     let standardization = match (exp.data.dataset, exp.data.normalize) {
-        (DatasetKind::Imagenet, _) => Standardization {
-            mean: IMAGENET_MEAN.to_vec(),
-            std: IMAGENET_STD.to_vec(),
-        },
-        (DatasetKind::ImageFolder, _) => data::folder_standardization(&exp.data),
+        // What training on the folders would use: ImageNet's statistics, unless normalize = "none".
+        (DatasetKind::Imagenet | DatasetKind::ImageFolder, _) => {
+            data::folder_standardization(&exp.data)
+        }
         (_, Normalize::None) => Standardization::identity(input.channels),
         (_, Normalize::Standardize) => {
             data::prepare(&exp.data, None)

@@ -75,6 +75,22 @@ fn import_export_round_trip_keeps_every_tensor() {
             "{file}"
         );
     }
+    // ImageNet's statistics, as training on the folders would use them, unless switched off.
+    let normalization = |run: &str| -> serde_json::Value {
+        let path = sandbox.path().join(run).join("normalization.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    assert_eq!(normalization("imported")["mean"][0], 0.485);
+    let raw = ["--set", "data.normalize=\"none\""];
+    ok(import_fixture(&sandbox, "resnet-bottleneck", "raw", &raw));
+    assert_eq!(
+        normalization("raw")["mean"],
+        serde_json::json!([0.0, 0.0, 0.0])
+    );
+    assert_eq!(
+        normalization("raw")["std"],
+        serde_json::json!([1.0, 1.0, 1.0])
+    );
     sandbox.zoo_ok(&["export", "imported", "exported.safetensors"]);
     let original = read_safetensors(&case.join("weights.safetensors"));
     let exported = read_safetensors(&sandbox.path().join("exported.safetensors"));
