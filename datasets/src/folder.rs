@@ -8,10 +8,10 @@
 //! resumed run repeats the uninterrupted one), and for evaluation the shorter side to 256/224 of
 //! the output, then a centre crop.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::DatasetError;
@@ -75,8 +75,9 @@ fn subfolders(dir: &Path) -> Result<Vec<String>, DataError> {
 #[derive(Debug)]
 pub struct ImageFolder {
     pub files: Vec<(PathBuf, u8)>,
-    /// Images that could not be decoded and were skipped (`data.skip_bad_images`).
-    pub skipped: AtomicUsize,
+    /// The indices of the files that could not be decoded and were skipped
+    /// (`data.skip_bad_images`): each once, however many epochs met it.
+    skipped: Mutex<BTreeSet<usize>>,
 }
 
 impl ImageFolder {
@@ -126,12 +127,18 @@ impl ImageFolder {
         }
         Ok(Self {
             files,
-            skipped: AtomicUsize::new(0),
+            skipped: Mutex::default(),
         })
     }
 
     pub fn len(&self) -> usize {
         self.files.len()
+    }
+
+    /// The files skipped so far because they could not be decoded.
+    pub fn skipped_files(&self) -> Vec<PathBuf> {
+        let skipped = self.skipped.lock().expect("no panic while holding it");
+        skipped.iter().map(|&i| self.files[i].0.clone()).collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -357,8 +364,10 @@ impl FolderSplit {
         let image = match decode_rgb(path) {
             Ok(image) => image,
             Err(message) if self.skip_bad_images => {
-                self.folder.skipped.fetch_add(1, Ordering::Relaxed);
-                eprintln!("skipped {}: {message}", path.display());
+                let first_time = self.folder.skipped.lock().unwrap().insert(index);
+                if first_time {
+                    eprintln!("skipped {}: {message}", path.display());
+                }
                 return Ok(None);
             }
             Err(message) => {
@@ -750,6 +759,11 @@ mod tests {
             ..split
         };
         assert_eq!(targets(&skipping, 3).concat().len(), 9);
-        assert_eq!(folder.skipped.load(Ordering::Relaxed), 1);
+        assert_eq!(targets(&skipping, 4).concat().len(), 9);
+        assert_eq!(
+            folder.skipped_files(),
+            [folder.files[2].0.clone()],
+            "counted once over two passes"
+        );
     }
 }

@@ -31,10 +31,10 @@ impl Images {
     }
 
     /// Files skipped so far because they could not be decoded (`data.skip_bad_images`).
-    pub fn skipped(&self) -> usize {
+    pub fn skipped(&self) -> Vec<std::path::PathBuf> {
         match self {
-            Images::InMemory(_) => 0,
-            Images::Files(f) => f.folder.skipped.load(std::sync::atomic::Ordering::Relaxed),
+            Images::InMemory(_) => Vec::new(),
+            Images::Files(f) => f.folder.skipped_files(),
         }
     }
 

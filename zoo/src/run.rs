@@ -160,12 +160,16 @@ fn classify(
         weights_digest: None,
     };
     learn(&data, &backend.device(), &mut metrics)?;
-    let skipped: usize = [&data.train, &data.val, &data.test]
-        .map(|s| s.skipped())
+    // Validation and test may be one folder (no test/): a file counts once.
+    let skipped: std::collections::BTreeSet<_> = [&data.train, &data.val, &data.test]
         .iter()
-        .sum();
-    if skipped > 0 {
-        eprintln!("skipped {skipped} unreadable image files in all (data.skip_bad_images)");
+        .flat_map(|s| s.skipped())
+        .collect();
+    if !skipped.is_empty() {
+        eprintln!(
+            "skipped {} unreadable image files in all (data.skip_bad_images)",
+            skipped.len()
+        );
     }
     run_dir::save_json(&run_dir, METRICS_FILE, &metrics)?;
     println!("{}", metrics.test.to_table(&metrics.class_names));
