@@ -1,7 +1,8 @@
 //! `cargo xtask docs`: the generated parts of README.md and docs/, each between
-//! `<!-- NAME:begin ... -->` and `<!-- NAME:end -->`, rendered from the model registry, the
-//! shipped configs and the records in `bench/results/` alone. `--check` changes nothing and
-//! fails when a page differs from what the records give (the docs test runs it).
+//! `<!-- NAME:begin ... -->` and `<!-- NAME:end -->`, and the plots of docs/images/, rendered
+//! from the model registry, the shipped configs and the records in `bench/results/` alone.
+//! `--check` changes nothing and fails when a page or a plot differs from what the records give
+//! (the docs test runs it).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,6 +17,7 @@ use crate::common::{configs_in, stem, References};
 use crate::loader::{self, LoaderRounds};
 use crate::records::{self, Provenance, Record, Table};
 use crate::reproduce::{self, Reproduced};
+use crate::soak::{self, Soak};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -74,6 +76,16 @@ pub fn write(root: &Path) -> Result<()> {
             eprintln!("docs: rewrote {page}");
         }
     }
+    for (file, content) in plots(root)? {
+        let path = root.join(&file);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
+            std::fs::create_dir_all(path.parent().expect("plots have a folder"))
+                .with_context(|| format!("cannot create the folder of {file}"))?;
+            zoo::fsutil::write_atomic(&path, content.as_bytes())
+                .with_context(|| format!("cannot write {file}"))?;
+            eprintln!("docs: rewrote {file}");
+        }
+    }
     Ok(())
 }
 
@@ -91,7 +103,21 @@ pub fn stale(root: &Path) -> Result<Vec<String>> {
             }
         }
     }
+    for (file, content) in plots(root)? {
+        if std::fs::read_to_string(root.join(&file)).ok().as_deref() != Some(content.as_str()) {
+            found.push(file);
+        }
+    }
     Ok(found)
+}
+
+/// The plots rendered whole from a record, as (file from the workspace root, SVG text).
+fn plots(root: &Path) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    if let Some(record) = records::load::<Record<Soak>>(root, soak::RECORD)? {
+        out.push((soak::PLOT.to_string(), soak::plot_svg(&record.rows)?));
+    }
+    Ok(out)
 }
 
 /// `text` with each of its generated parts rendered anew; every part of the page must have a
@@ -167,6 +193,13 @@ fn sections(root: &Path) -> Result<Vec<Section>> {
             page: "docs/performance.md".into(),
             name: loader::RECORD.into(),
             content: measured(&record.provenance) + &loader::markdown(&rows),
+        });
+    }
+    if let Some(record) = records::load::<Record<Soak>>(root, soak::RECORD)? {
+        out.push(Section {
+            page: "docs/reliability.md".into(),
+            name: soak::RECORD.into(),
+            content: measured(&record.provenance) + &soak::markdown(&record.rows),
         });
     }
     Ok(out)

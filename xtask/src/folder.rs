@@ -3,12 +3,12 @@
 //! 5,000 split), `test/` from its test split. JPEG photographs' size by default, for the loader
 //! benchmark and the textbook-scale runs; `--size 32x32 --format png` for the small one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use datasets::folder::{write_class_folders, FolderStyle};
 use datasets::images::train_val_split;
-use datasets::{DatasetKind, Split, DEFAULT_FASHION_MNIST_DIR};
+use datasets::{DatasetKind, ImageSet, Split, DEFAULT_FASHION_MNIST_DIR};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -60,24 +60,37 @@ pub fn run(args: &Args) -> Result<()> {
     let names = kind.class_names();
     let train_set = kind.load(&args.data_dir, Split::Train)?;
     let (train_idx, val_idx) = train_val_split(train_set.len(), 5_000, 0);
-    let test_set = kind.load(&args.data_dir, Split::Test)?;
-    let splits = [
-        (
-            "train",
-            &train_set,
-            &train_idx[..args.train.min(train_idx.len())],
-        ),
-        ("val", &train_set, &val_idx[..args.val.min(val_idx.len())]),
-    ];
-    let test_idx: Vec<usize> = (0..args.test.min(test_set.len())).collect();
-    for (name, set, indices) in splits.into_iter().chain((!test_idx.is_empty()).then_some((
-        "test",
-        &test_set,
-        &test_idx[..],
-    ))) {
+    for (name, indices) in [
+        ("train", &train_idx[..args.train.min(train_idx.len())]),
+        ("val", &val_idx[..args.val.min(val_idx.len())]),
+    ] {
         let dir = args.out.join(name);
         eprintln!("writing {} images to {}", indices.len(), dir.display());
-        write_class_folders(set, indices, &names, &dir, &style)?;
+        write_class_folders(&train_set, indices, &names, &dir, &style)?;
+    }
+    if args.test > 0 {
+        let test_set = kind.load(&args.data_dir, Split::Test)?;
+        let dir = args.out.join("test");
+        eprintln!(
+            "writing {} images to {}",
+            args.test.min(test_set.len()),
+            dir.display()
+        );
+        write_test_images(&test_set, args.test, &dir, &style)?;
     }
     Ok(())
+}
+
+/// Writes the first `count` images of Fashion-MNIST's test split `test_set` under `dir`, as
+/// `<class>/<index>.png` (`.jpg` when the style has a JPEG quality).
+pub fn write_test_images(
+    test_set: &ImageSet,
+    count: usize,
+    dir: &Path,
+    style: &FolderStyle,
+) -> Result<()> {
+    let indices: Vec<usize> = (0..count.min(test_set.len())).collect();
+    let names = DatasetKind::FashionMnist.class_names();
+    write_class_folders(test_set, &indices, &names, dir, style)
+        .with_context(|| format!("cannot write the images of {}", dir.display()))
 }

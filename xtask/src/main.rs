@@ -13,6 +13,7 @@ mod records;
 mod report;
 mod reproduce;
 mod slurm;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +39,9 @@ enum Task {
     ImageFolder(folder::Args),
     /// Images/s of zoo's image-folder loader beside torchvision's ImageFolder + DataLoader.
     BenchLoader(loader::Args),
+    /// Resident memory, open files and run-directory size over a long training run and a long
+    /// `zoo predict` stream; records them and regenerates docs/reliability.md's soak section.
+    Soak(soak::Args),
     /// Regenerate the tables of README.md and docs/ from bench/results/ (--check: verify only).
     Docs(docs::Args),
 }
@@ -58,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Task::Reproduce(args) => reproduce::run(&args).and_then(regenerate_docs),
         Task::ImageFolder(args) => folder::run(&args),
         Task::BenchLoader(args) => loader::run(&args).and_then(regenerate_docs),
+        Task::Soak(args) => soak::run(&args).and_then(regenerate_docs),
         Task::Docs(args) => docs::run(&common::workspace_root(), &args),
     };
     match done {

@@ -78,8 +78,12 @@ enum Command {
         out: PathBuf,
     },
     /// Classify image files (PNG, JPEG) or .npy arrays of float32 [N, C, H, W] with a run.
+    ///
+    /// The results print as each chunk of up to 64 inputs is computed.
     Predict {
         run_dir: PathBuf,
+        /// Image files, .npy files, or directories: a directory stands for the .png, .jpg,
+        /// .jpeg and .npy files below it (recursively), sorted by path.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// Classes to show per input.
@@ -374,11 +378,20 @@ fn dispatch(cli: Cli) -> Result<()> {
             backend,
         } => {
             backend.make_default()?;
-            let predictions = zoo::predict::predict(&run_dir, &inputs, backend)?;
-            if json {
-                println!("{}", zoo::predict::to_json(&predictions, top));
-            } else {
-                print!("{}", zoo::predict::to_text(&predictions, top));
+            let predictor = zoo::predict::Predictor::load(&run_dir, backend)?;
+            let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut writer =
+                zoo::predict::PredictionWriter::new(stdout, predictor.class_names(), top, json);
+            let printed = predictor
+                .predict(&inputs, |chunk| Ok(writer.write(chunk)?))
+                .and_then(|()| Ok(writer.finish()?));
+            // `zoo predict DIR | head`: the reader left, which is no error of ours.
+            let reader_left = printed.as_ref().is_err_and(|err| {
+                err.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if !reader_left {
+                printed?;
             }
         }
         Command::Eval { run_dir, backend } => {

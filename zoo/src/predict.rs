@@ -4,9 +4,13 @@
 //! implies (torchvision's for ImageNet-shaped configs: shorter side to 256/224 of the input,
 //! bilinear, then a centre crop; otherwise a bilinear resize, none when the size already fits)
 //! and the run's normalization. A `.npy` file of float32 `[N, C, H, W]` is taken as already
-//! transformed; each of its N rows is one input.
+//! transformed; each of its N rows is one input. A directory stands for the image and `.npy`
+//! files below it. Inputs go through the network a chunk at a time and each chunk's results
+//! are handed on at once, so memory holds one chunk's images (and one directory's list of
+//! files), however many files there are.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
@@ -19,9 +23,16 @@ use serde::Serialize;
 use crate::backend::Backend;
 use crate::data::{class_names, image_input};
 use crate::input::ModelInput;
-use crate::models::ImageClassifier;
+use crate::models::{ImageClassifier, ImageModel};
 use crate::run::load_trained;
 use crate::run_dir::{self, NORMALIZATION_FILE};
+
+/// The most inputs in one forward pass: enough to keep the CPU busy, few enough that the first
+/// results print at once and memory stays small (the run's `data.eval_batch_size` when lower).
+const MAX_CHUNK: usize = 64;
+
+/// The extensions a directory's files are taken with (in any case).
+const INPUT_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "npy"];
 
 /// One input's scores.
 #[derive(Debug, Clone)]
@@ -32,72 +43,168 @@ pub struct Prediction {
     pub probabilities: Vec<f32>,
 }
 
-/// Every input's scores, and the names of the run's classes.
-#[derive(Debug, Clone)]
-pub struct Predictions {
-    pub class_names: Vec<String>,
-    pub items: Vec<Prediction>,
+/// A trained run's network with what its inputs need: the transform, the normalization and
+/// the names of its classes.
+pub struct Predictor {
+    model: ImageModel,
+    device: Device,
+    standardization: Standardization,
+    shape: ModelInput,
+    /// ImageNet-shaped and image-folder runs take torchvision's evaluation transform.
+    imagenet: bool,
+    class_names: Vec<String>,
+    chunk_size: usize,
 }
 
-/// Classifies `inputs` with the run in `run_dir`, in input order.
-pub fn predict(
-    run_dir: &Path,
-    inputs: &[impl AsRef<Path>],
-    backend: Backend,
-) -> Result<Predictions> {
-    let device = backend.device();
-    let (exp, model) = load_trained(run_dir, &device)?;
-    let standardization: Standardization = run_dir::load_json(run_dir, NORMALIZATION_FILE)?;
-    let shape = image_input(&exp.data);
-    // ImageNet-shaped and image-folder runs take torchvision's evaluation transform.
-    let imagenet = exp.data.dataset.reads_folders();
-    let (mut names, mut values) = (Vec::new(), Vec::new());
-    for path in inputs {
-        let path = path.as_ref();
-        if path.extension().is_some_and(|e| e == "npy") {
-            let rows = read_npy(path, &shape)?;
-            let per_row = shape.flat_size();
-            for (n, row) in rows.chunks_exact(per_row).enumerate() {
+impl Predictor {
+    /// The run in `run_dir`, on `backend`.
+    pub fn load(run_dir: &Path, backend: Backend) -> Result<Self> {
+        let device = backend.device();
+        let (exp, model) = load_trained(run_dir, &device)?;
+        Ok(Self {
+            model,
+            device,
+            standardization: run_dir::load_json(run_dir, NORMALIZATION_FILE)?,
+            shape: image_input(&exp.data),
+            imagenet: exp.data.dataset.reads_folders(),
+            class_names: class_names(&exp.data),
+            chunk_size: exp.data.eval_batch_size.clamp(1, MAX_CHUNK),
+        })
+    }
+
+    /// The names of the run's classes, by class index.
+    pub fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+
+    /// Classifies `inputs` in order, handing each chunk's predictions to `each_chunk` as soon
+    /// as they are computed. An input is an image file, a `.npy` file or a directory, which
+    /// stands for the files below it (see `files_below`).
+    pub fn predict(
+        &self,
+        inputs: &[impl AsRef<Path>],
+        mut each_chunk: impl FnMut(&[Prediction]) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(missing) = inputs.iter().map(AsRef::as_ref).find(|i| !i.exists()) {
+            bail!("{}: no such file", missing.display());
+        }
+        let per_input = self.shape.flat_size();
+        let (mut names, mut values) = (Vec::new(), Vec::new());
+        for input in inputs {
+            let input = input.as_ref();
+            // A directory is listed when it is reached, so that one list at a time is held.
+            let files = match input.is_dir() {
+                true => files_below(input)?,
+                false => vec![input.to_path_buf()],
+            };
+            for path in &files {
+                self.decode(path, &mut names, &mut values)?;
+                // A `.npy` file may add many rows at once: they go through a chunk at a time.
+                while names.len() >= self.chunk_size {
+                    let chunk_names: Vec<String> = names.drain(..self.chunk_size).collect();
+                    let chunk_values: Vec<f32> =
+                        values.drain(..self.chunk_size * per_input).collect();
+                    each_chunk(&self.forward(chunk_names, chunk_values))?;
+                }
+            }
+        }
+        if !names.is_empty() {
+            each_chunk(&self.forward(names, values))?;
+        }
+        Ok(())
+    }
+
+    /// Appends the inputs of one file, transformed and normalized: their names and values.
+    fn decode(&self, path: &Path, names: &mut Vec<String>, values: &mut Vec<f32>) -> Result<()> {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+        {
+            let rows = read_npy(path, &self.shape)?;
+            for (n, row) in rows.chunks_exact(self.shape.flat_size()).enumerate() {
                 names.push(format!("{}[{n}]", path.display()));
                 values.extend_from_slice(row);
             }
         } else {
-            let pixels = read_image(path, &shape, imagenet)?;
-            standardization.apply(&pixels, &mut values);
+            let pixels = read_image(path, &self.shape, self.imagenet)?;
+            self.standardization.apply(&pixels, values);
             names.push(path.display().to_string());
         }
+        Ok(())
     }
-    let batch = names.len();
-    let images = Tensor::<4>::from_data(
-        TensorData::new(values, [batch, shape.channels, shape.height, shape.width]),
-        &device,
-    );
-    let logits = model.logits(images);
-    let probabilities = softmax(logits.clone(), 1);
-    let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
-        let flat: Vec<f32> = t
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32 scores");
-        flat.chunks(shape.num_classes)
-            .map(<[f32]>::to_vec)
+
+    /// One forward pass over the inputs `names` whose values are `values`.
+    fn forward(&self, names: Vec<String>, values: Vec<f32>) -> Vec<Prediction> {
+        let shape = &self.shape;
+        let images = Tensor::<4>::from_data(
+            TensorData::new(
+                values,
+                [names.len(), shape.channels, shape.height, shape.width],
+            ),
+            &self.device,
+        );
+        let logits = self.model.logits(images);
+        let probabilities = softmax(logits.clone(), 1);
+        let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
+            let flat: Vec<f32> = t
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32 scores");
+            flat.chunks(shape.num_classes)
+                .map(<[f32]>::to_vec)
+                .collect()
+        };
+        names
+            .into_iter()
+            .zip(rows(logits))
+            .zip(rows(probabilities))
+            .map(|((input, logits), probabilities)| Prediction {
+                input,
+                logits,
+                probabilities,
+            })
             .collect()
-    };
-    let items = names
-        .into_iter()
-        .zip(rows(logits))
-        .zip(rows(probabilities))
-        .map(|((input, logits), probabilities)| Prediction {
-            input,
-            logits,
-            probabilities,
-        })
-        .collect();
-    Ok(Predictions {
-        class_names: class_names(&exp.data),
-        items,
-    })
+    }
+}
+
+/// The files below `dir` (recursively) whose extension is `.png`, `.jpg`, `.jpeg` or `.npy`,
+/// sorted by path; an error when there is none.
+fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    collect_files(dir, &mut found)?;
+    if found.is_empty() {
+        bail!(
+            "{}: a directory with no .png, .jpg, .jpeg or .npy file below it",
+            dir.display()
+        );
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Appends the input files below `dir` (not following links to directories: no cycles).
+fn collect_files(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let path = entry.path();
+        let is_dir = entry
+            .file_type()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .is_dir();
+        let wanted = path.extension().is_some_and(|e| {
+            let e = e.to_string_lossy().to_ascii_lowercase();
+            INPUT_EXTENSIONS.contains(&e.as_str())
+        });
+        if is_dir {
+            collect_files(&path, found)?;
+        } else if wanted {
+            found.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// The CHW pixels of an image file after the run's evaluation transform (before normalization).
@@ -218,22 +325,6 @@ fn top(prediction: &Prediction, k: usize) -> Vec<(usize, f32)> {
     ranked
 }
 
-/// One block per input: its name, then `probability  class  name` lines.
-pub fn to_text(predictions: &Predictions, k: usize) -> String {
-    let mut text = String::new();
-    for p in &predictions.items {
-        text.push_str(&format!("{}\n", p.input));
-        for (class, probability) in top(p, k) {
-            let name = &predictions.class_names[class];
-            text.push_str(&format!(
-                "  {:6.2}%  {class:>4}  {name}\n",
-                100.0 * probability
-            ));
-        }
-    }
-    text
-}
-
 #[derive(Serialize)]
 struct JsonTop<'a> {
     class: usize,
@@ -248,25 +339,79 @@ struct JsonPrediction<'a> {
     top: Vec<JsonTop<'a>>,
 }
 
-/// A JSON array with one object per input, in input order.
-pub fn to_json(predictions: &Predictions, k: usize) -> String {
-    let items: Vec<JsonPrediction> = predictions
-        .items
-        .iter()
-        .map(|p| JsonPrediction {
-            input: &p.input,
-            logits: &p.logits,
-            top: top(p, k)
+/// Prints predictions as they come. Text: per input its name, then `probability  class  name`
+/// lines. JSON: one array with an object per input (input, logits, top classes), written
+/// element by element, the same bytes as the whole array printed at once.
+pub struct PredictionWriter<W: Write> {
+    out: W,
+    class_names: Vec<String>,
+    top: usize,
+    json: bool,
+    written: usize,
+}
+
+impl<W: Write> PredictionWriter<W> {
+    /// A writer of the `top` classes of each input, to `out`.
+    pub fn new(out: W, class_names: &[String], top: usize, json: bool) -> Self {
+        Self {
+            out,
+            class_names: class_names.to_vec(),
+            top,
+            json,
+            written: 0,
+        }
+    }
+
+    /// Writes `chunk` and flushes it, so that a reader sees each chunk as it is computed.
+    pub fn write(&mut self, chunk: &[Prediction]) -> std::io::Result<()> {
+        for prediction in chunk {
+            let text = match self.json {
+                true => self.json_element(prediction),
+                false => self.text_block(prediction),
+            };
+            self.out.write_all(text.as_bytes())?;
+            self.written += 1;
+        }
+        self.out.flush()
+    }
+
+    /// Closes the JSON array and flushes.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        if self.json {
+            let end = if self.written == 0 { "[]\n" } else { "\n]\n" };
+            self.out.write_all(end.as_bytes())?;
+        }
+        self.out.flush()
+    }
+
+    fn text_block(&self, prediction: &Prediction) -> String {
+        let mut text = format!("{}\n", prediction.input);
+        for (class, probability) in top(prediction, self.top) {
+            let name = &self.class_names[class];
+            text += &format!("  {:6.2}%  {class:>4}  {name}\n", 100.0 * probability);
+        }
+        text
+    }
+
+    /// The element, indented as the array's pretty printing indents it, after `[` or `,`.
+    fn json_element(&self, prediction: &Prediction) -> String {
+        let element = JsonPrediction {
+            input: &prediction.input,
+            logits: &prediction.logits,
+            top: top(prediction, self.top)
                 .into_iter()
                 .map(|(class, probability)| JsonTop {
                     class,
-                    name: &predictions.class_names[class],
+                    name: &self.class_names[class],
                     probability,
                 })
                 .collect(),
-        })
-        .collect();
-    serde_json::to_string_pretty(&items).expect("predictions serialize")
+        };
+        let pretty = serde_json::to_string_pretty(&element).expect("predictions serialize");
+        let opening = if self.written == 0 { "[\n" } else { ",\n" };
+        let lines: Vec<String> = pretty.lines().map(|l| format!("  {l}")).collect();
+        format!("{opening}{}", lines.join("\n"))
+    }
 }
 
 #[cfg(test)]
@@ -297,5 +442,83 @@ mod tests {
         let one = npy("<f8", "(3,)", &[0; 24]);
         assert_eq!(parse_npy(&one).unwrap().1, vec![3]);
         assert!(parse_npy(b"PK\x03\x04").is_err());
+    }
+
+    fn prediction(input: &str, probabilities: [f32; 3]) -> Prediction {
+        Prediction {
+            input: input.into(),
+            logits: probabilities.iter().map(|p| p.ln()).collect(),
+            probabilities: probabilities.to_vec(),
+        }
+    }
+
+    fn written(chunks: &[&[Prediction]], json: bool) -> String {
+        let names = ["cat", "dog", "bird"].map(String::from);
+        let mut out = Vec::new();
+        let mut writer = PredictionWriter::new(&mut out, &names, 2, json);
+        for chunk in chunks {
+            writer.write(chunk).unwrap();
+        }
+        writer.finish().unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_written_in_chunks_is_the_array_printed_at_once() {
+        let items = [
+            prediction("a.png", [0.5, 0.2, 0.3]),
+            prediction("b.png", [0.1, 0.7, 0.2]),
+            prediction("c.npy[0]", [0.3, 0.3, 0.4]),
+        ];
+        // What the whole array printed at once was: the elements serialized together.
+        let names = ["cat", "dog", "bird"];
+        let whole: Vec<JsonPrediction> = items
+            .iter()
+            .map(|p| JsonPrediction {
+                input: &p.input,
+                logits: &p.logits,
+                top: top(p, 2)
+                    .into_iter()
+                    .map(|(class, probability)| JsonTop {
+                        class,
+                        name: names[class],
+                        probability,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let at_once = serde_json::to_string_pretty(&whole).unwrap() + "\n";
+        assert_eq!(written(&[&items[..2], &items[2..]], true), at_once);
+        assert_eq!(written(&[], true), "[]\n");
+    }
+
+    #[test]
+    fn text_is_one_block_per_input() {
+        let items = [prediction("a.png", [0.5, 0.2, 0.3])];
+        assert_eq!(
+            written(&[&items], false),
+            "a.png\n   50.00%     0  cat\n   30.00%     2  bird\n"
+        );
+    }
+
+    #[test]
+    fn directories_stand_for_their_input_files_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for file in ["b/2.png", "b/1.JPG", "a/x.npy", "a/notes.txt", "c.jpeg"] {
+            let path = root.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        }
+        std::fs::create_dir(root.join("empty")).unwrap();
+        let files = files_below(root).unwrap();
+        let shown: Vec<_> = files
+            .iter()
+            .map(|f| f.strip_prefix(root).unwrap())
+            .collect();
+        let expected = ["a/x.npy", "b/1.JPG", "b/2.png", "c.jpeg"];
+        assert_eq!(shown, expected.map(Path::new));
+        let err = files_below(&root.join("empty")).unwrap_err();
+        assert!(err.to_string().contains("no .png, .jpg"), "{err}");
     }
 }

@@ -128,6 +128,39 @@ fn an_image_folder_trains_evaluates_and_resumes_exactly() {
         "{}",
         stdout(&out)
     );
+
+    // A directory stands for its images, sorted by path; they go through in chunks of 50 (the
+    // config's eval_batch_size), and an image's scores are those it gets alone.
+    let alone: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let test_dir = sb.data().join("test");
+    let out = sb.zoo_ok(&["predict", "straight", test_dir.to_str().unwrap(), "--json"]);
+    let all: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let all = all.as_array().unwrap();
+    let inputs: Vec<&str> = all.iter().map(|p| p["input"].as_str().unwrap()).collect();
+    assert_eq!(inputs.len(), 100, "{inputs:?}");
+    assert!(
+        inputs.windows(2).all(|w| Path::new(w[0]) < Path::new(w[1])),
+        "{inputs:?}"
+    );
+    let same = all
+        .iter()
+        .find(|p| p["input"] == alone[0]["input"])
+        .expect("the image is among the directory's");
+    let logits = |p: &serde_json::Value| -> Vec<f64> {
+        let values = p["logits"].as_array().unwrap();
+        values.iter().map(|v| v.as_f64().unwrap()).collect()
+    };
+    for (a, b) in logits(same).iter().zip(logits(&alone[0])) {
+        assert!((a - b).abs() < 1e-4, "{a} in a chunk, {b} alone");
+    }
+    let text = stdout(&sb.zoo_ok(&[
+        "predict",
+        "straight",
+        test_dir.to_str().unwrap(),
+        "--top",
+        "1",
+    ]));
+    assert_eq!(text.lines().count(), 2 * 100, "{text}");
 }
 
 #[test]
