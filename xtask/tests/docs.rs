@@ -173,6 +173,56 @@ fn the_models_page_lists_the_registrys_kinds() {
     );
 }
 
+#[test]
+fn the_models_page_gives_each_fashion_mnist_config_its_kind_and_counts() {
+    let text = std::fs::read_to_string(root().join("docs/models.md")).unwrap();
+    let table = text
+        .split("## The Fashion-MNIST configs")
+        .nth(1)
+        .and_then(|section| section.split("\n| config |").nth(1))
+        .expect("docs/models.md has a Fashion-MNIST configs table whose first column is `config`");
+    let cells = |row: &str| -> Vec<String> {
+        row.trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().trim_matches('`').replace(',', ""))
+            .collect()
+    };
+    let rows: Vec<Vec<String>> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(cells)
+        .collect();
+    let dir = root().join("configs/fashion-mnist");
+    let mut shipped: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    shipped.sort();
+    let mut listed: Vec<String> = rows.iter().map(|r| r[0].clone()).collect();
+    listed.sort();
+    assert_eq!(
+        listed, shipped,
+        "docs/models.md must list every shipped Fashion-MNIST config"
+    );
+    for row in &rows {
+        let exp = zoo::config::Experiment::load(&dir.join(&row[0]), &[]).unwrap();
+        let summary = zoo::run::summarize(&exp).unwrap();
+        let expected = [
+            exp.model.kind().to_string(),
+            summary.total_params.to_string(),
+            summary.total_macs.to_string(),
+        ];
+        assert_eq!(
+            row[1..4],
+            expected,
+            "docs/models.md, {}: kind, parameters and multiply-accumulates per image are those of `zoo summary`",
+            row[0]
+        );
+    }
+}
+
 /// The anchors of a page's headings, as GitHub makes them (code blocks left out).
 fn anchors(text: &str) -> BTreeSet<String> {
     let mut in_code = false;
