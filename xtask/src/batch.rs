@@ -281,6 +281,17 @@ fn last_attempts_error(log_path: &Path) -> String {
     error_line(last.as_bytes())
 }
 
+/// How many different values `key` takes over the grid points.
+fn takes_values(points: &[Vec<String>], key: &str) -> usize {
+    let prefix = format!("{key}=");
+    let values: std::collections::BTreeSet<&str> = points
+        .iter()
+        .flatten()
+        .filter_map(|setting| setting.strip_prefix(&prefix))
+        .collect();
+    values.len()
+}
+
 /// The experiments of `args`: configs x backends x grid points x seeds, each with its run directory.
 fn plan(args: &Args, root: &Path, zoo: &Path) -> Result<Plan> {
     let mut experiments = Vec::new();
@@ -310,12 +321,14 @@ fn plan(args: &Args, root: &Path, zoo: &Path) -> Result<Plan> {
             }
         }
     }
+    // A key set to one value is a setting, not an axis: it gets no sweep plot.
     let swept = args
         .set
         .iter()
         .chain(&args.log_uniform)
         .chain(&args.uniform)
         .filter_map(|s| s.split_once('=').map(|(k, _)| k.to_string()))
+        .filter(|key| takes_values(&points, key) > 1)
         .collect();
     Ok(Plan {
         experiments,
@@ -436,6 +449,17 @@ mod tests {
         assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
         assert_ne!(fnv1a("lr = 0.1"), fnv1a("lr = 0.2"));
         assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn a_key_with_one_value_is_no_axis() {
+        let points: Vec<Vec<String>> = ["0.1", "0.3"]
+            .iter()
+            .map(|lr| vec![format!("train.lr={lr}"), "train.epochs=2".to_string()])
+            .collect();
+        assert_eq!(takes_values(&points, "train.lr"), 2);
+        assert_eq!(takes_values(&points, "train.epochs"), 1);
+        assert_eq!(takes_values(&points, "train.seed"), 0);
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub struct Args {
     /// Milliseconds between two samples.
     #[arg(long, default_value_t = 100)]
     interval_ms: u64,
+    /// Keep the run as `bench/results/soak.json` and regenerate docs/reliability.md's soak
+    /// table and docs/images/soak.svg from it (without: the table is printed only).
+    #[arg(long)]
+    record: bool,
     /// Where Fashion-MNIST's IDX files are.
     #[arg(long, default_value = DEFAULT_FASHION_MNIST_DIR)]
     data_dir: PathBuf,
@@ -134,7 +138,7 @@ pub const RECORD: &str = "soak";
 /// The plot's file, from the workspace root.
 pub const PLOT: &str = "docs/images/soak.svg";
 
-/// Runs both phases and records them; returns true (a record was written).
+/// Runs both phases and prints their table; returns whether a record was written (`--record`).
 pub fn run(args: &Args) -> Result<bool> {
     anyhow::ensure!(
         args.train_limit > VALIDATION_IMAGES,
@@ -225,6 +229,9 @@ pub fn run(args: &Args) -> Result<bool> {
         for problem in problems(&phase.summary) {
             eprintln!("soak: {name}: {problem}");
         }
+    }
+    if !args.record {
+        return Ok(false);
     }
     let record = Record {
         provenance: Provenance::now(&root, records::this_command()),
