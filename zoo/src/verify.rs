@@ -31,10 +31,14 @@ impl RunReport {
         let mut lines = vec![match self.damaged.len() {
             0 => {
                 let model = self.run_dir.join(MODEL_FILE).exists();
+                let checkpoints = match self.checkpoints {
+                    1 => "1 checkpoint".to_string(),
+                    n => format!("{n} checkpoints"),
+                };
                 let what = match (model, self.checkpoints) {
                     (true, 0) => "the model".to_string(),
-                    (true, n) => format!("the model and {n} checkpoints"),
-                    (false, n) => format!("{n} checkpoints"),
+                    (true, _) => format!("the model and {checkpoints}"),
+                    (false, _) => checkpoints,
                 };
                 format!(
                     "ok       {run}: {what} ({} files) match their recorded SHA-256",
