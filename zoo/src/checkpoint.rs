@@ -204,7 +204,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            crate::checksums::check_dir(&dir).good,
+            crate::checksums::check_dir(&dir, &[]).good,
             ["optim.bpk", "state.json"]
         );
         let damaged = set_aside(&dir).unwrap();

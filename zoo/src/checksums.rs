@@ -45,7 +45,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The digests recorded in `dir`, by file name; a name may have two while it is being
-/// replaced (see `record`). Empty without a `SHA256SUMS`.
+/// replaced (see `write_recorded`). Empty without a `SHA256SUMS`.
 pub fn recorded(dir: &Path) -> Result<BTreeMap<String, Vec<String>>, ChecksumError> {
     let path = dir.join(SUMS_FILE);
     let text = match std::fs::read_to_string(&path) {
@@ -102,13 +102,21 @@ pub fn write_all(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), WriteError> 
 
 /// The bytes of `path`, checked against its directory's record when it has one.
 pub fn read_checked(path: &Path) -> Result<Vec<u8>, ChecksumError> {
-    let bytes = std::fs::read(path).map_err(|error| ChecksumError::unreadable(path, error))?;
     let dir = path.parent().unwrap_or(Path::new("."));
+    read_against(path, &recorded(dir)?)
+}
+
+/// The bytes of `path`, checked against `sums`, the record of its directory.
+fn read_against(
+    path: &Path,
+    sums: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<u8>, ChecksumError> {
+    let bytes = std::fs::read(path).map_err(|error| ChecksumError::unreadable(path, error))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if let Some(hexes) = recorded(dir)?.get(&name) {
+    if let Some(hexes) = sums.get(&name) {
         if !hexes.contains(&sha256_hex(&bytes)) {
             return Err(ChecksumError::damaged(path));
         }
@@ -123,10 +131,12 @@ pub struct DirCheck {
     pub good: Vec<String>,
     /// Files recorded but damaged or missing, with why.
     pub bad: Vec<ChecksumError>,
+    /// Files expected there and present, but not recorded (written by an older zoo).
+    pub unrecorded: Vec<PathBuf>,
 }
 
-/// Checks every file recorded in `dir` (no record: nothing checked).
-pub fn check_dir(dir: &Path) -> DirCheck {
+/// Checks every file recorded in `dir`, and which of `expected` are there without a record.
+pub fn check_dir(dir: &Path, expected: &[&str]) -> DirCheck {
     let mut check = DirCheck::default();
     let sums = match recorded(dir) {
         Ok(sums) => sums,
@@ -136,11 +146,17 @@ pub fn check_dir(dir: &Path) -> DirCheck {
         }
     };
     for name in sums.keys() {
-        match read_checked(&dir.join(name)) {
+        match read_against(&dir.join(name), &sums) {
             Ok(_) => check.good.push(name.clone()),
             Err(e) => check.bad.push(e),
         }
     }
+    check.unrecorded = expected
+        .iter()
+        .filter(|name| !sums.contains_key(**name))
+        .map(|name| dir.join(name))
+        .filter(|path| path.exists())
+        .collect();
     check
 }
 
@@ -168,8 +184,8 @@ mod tests {
             err.starts_with(&format!("{}: damaged", path.display())),
             "{err}"
         );
-        let check = check_dir(dir.path());
-        assert!(check.good.is_empty() && check.bad.len() == 1);
+        let check = check_dir(dir.path(), &["model.bpk"]);
+        assert!(check.good.is_empty() && check.bad.len() == 1 && check.unrecorded.is_empty());
     }
 
     #[test]
@@ -179,7 +195,7 @@ mod tests {
         write_recorded(dir.path(), "model.bpk", b"two").unwrap();
         let text = std::fs::read_to_string(dir.path().join(SUMS_FILE)).unwrap();
         assert_eq!(text, format!("{}  model.bpk\n", sha256_hex(b"two")));
-        assert_eq!(check_dir(dir.path()).good, ["model.bpk"]);
+        assert_eq!(check_dir(dir.path(), &[]).good, ["model.bpk"]);
     }
 
     #[test]
@@ -190,5 +206,7 @@ mod tests {
             read_checked(&dir.path().join("model.bpk")).unwrap(),
             b"old run"
         );
+        let check = check_dir(dir.path(), &["model.bpk", "optim.bpk"]);
+        assert_eq!(check.unrecorded, [dir.path().join("model.bpk")]);
     }
 }

@@ -1,7 +1,7 @@
 //! A run directory, shared by the image and text paths: its file names, `metrics.json`, the
 //! checks before a run starts in it, and reading back what a run saved.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
@@ -222,25 +222,34 @@ pub fn prepare(exp: &Experiment, run_dir: &Path, resume: bool) -> Result<RunLock
 /// Deletes the `.partial` checkpoints and `.tmp-` files an interrupted write left (a full
 /// disk, a kill); only the lock holder calls this, so no live writer owns them.
 fn remove_leftovers(run_dir: &Path) -> Result<()> {
+    for path in leftovers(run_dir) {
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// What writes under way, or interrupted ones, leave in a run directory and its
+/// `checkpoints/`: `.partial` checkpoints and `.tmp-` files.
+pub fn leftovers(run_dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
     for dir in [run_dir.to_path_buf(), run_dir.join("checkpoints")] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !(name.ends_with(".partial") || name.contains(".tmp-")) {
-                continue;
+            if name.ends_with(".partial") || name.contains(".tmp-") {
+                found.push(entry.path());
             }
-            let path = entry.path();
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.with_context(|| format!("cannot remove {}", path.display()))?;
         }
     }
-    Ok(())
+    found.sort();
+    found
 }
 
 /// Writes `bytes` as the run's file `name`, atomically.

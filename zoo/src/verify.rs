@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint;
 use crate::checksums::{self, ChecksumError, SUMS_FILE};
-use crate::run_dir::{CONFIG_FILE, MODEL_FILE};
+use crate::run_dir::{self, CONFIG_FILE, MODEL_FILE};
 
 /// What the check of one run directory found.
 #[derive(Debug, Default)]
@@ -100,63 +101,41 @@ pub fn verify_run(run_dir: &Path) -> RunReport {
         ..Default::default()
     };
     check_weights_dir(run_dir, &[MODEL_FILE], &mut report);
-    let checkpoints = run_dir.join("checkpoints");
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&checkpoints)
+    for (_, dir) in checkpoint::complete(run_dir).unwrap_or_default() {
+        report.checkpoints += 1;
+        let files = [
+            checkpoint::MODEL_FILE,
+            checkpoint::OPTIM_FILE,
+            checkpoint::STATE_FILE,
+        ];
+        check_weights_dir(&dir, &files, &mut report);
+    }
+    let entries = std::fs::read_dir(run_dir.join("checkpoints"))
         .into_iter()
-        .flatten()
+        .flatten();
+    report.set_aside = entries
         .flatten()
         .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "damaged"))
         .collect();
-    entries.sort();
-    for entry in entries {
-        let name = entry.file_name().unwrap_or_default().to_string_lossy();
-        if name.ends_with(".damaged") {
-            report.set_aside.push(entry);
-        } else if name.ends_with(".partial") || name.contains(".tmp-") {
-            report.leftovers.push(entry);
-        } else if entry.is_dir() {
-            report.checkpoints += 1;
-            let files = [
-                crate::checkpoint::MODEL_FILE,
-                crate::checkpoint::OPTIM_FILE,
-                crate::checkpoint::STATE_FILE,
-            ];
-            check_weights_dir(&entry, &files, &mut report);
-        }
-    }
-    for entry in std::fs::read_dir(run_dir).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().contains(".tmp-") {
-            report.leftovers.push(entry.path());
-        }
-    }
+    report.set_aside.sort();
+    report.leftovers = run_dir::leftovers(run_dir);
     report
 }
 
 /// Checks the files recorded in `dir`'s `SHA256SUMS`; of `expected`, those present but not
 /// recorded are unchecked, and those recorded but gone are damaged.
 fn check_weights_dir(dir: &Path, expected: &[&str], report: &mut RunReport) {
-    let recorded = match checksums::recorded(dir) {
-        Ok(recorded) => recorded,
-        Err(e) => {
-            report.damaged.push(e);
-            return;
-        }
-    };
-    let check = checksums::check_dir(dir);
+    let check = checksums::check_dir(dir, expected);
     report.checked += check.good.len();
     report.damaged.extend(check.bad);
-    for name in expected {
-        let path = dir.join(name);
-        if !recorded.contains_key(*name) && path.exists() {
-            report.unchecked.push(path);
-        }
-    }
+    report.unchecked.extend(check.unrecorded);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{self, Position};
+    use crate::checkpoint::Position;
 
     fn write_run(dir: &Path) {
         std::fs::create_dir_all(dir).unwrap();
