@@ -40,7 +40,8 @@ enum Task {
     /// Images/s of zoo's image-folder loader beside torchvision's ImageFolder + DataLoader.
     BenchLoader(loader::Args),
     /// Resident memory, open files and run-directory size over a long training run and a long
-    /// `zoo predict` stream; records them and regenerates docs/reliability.md's soak section.
+    /// `zoo predict` stream; with --record, keeps them and regenerates docs/reliability.md's
+    /// soak section.
     Soak(soak::Args),
     /// Regenerate the tables of README.md and docs/ from bench/results/ (--check: verify only).
     Docs(docs::Args),

@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 mod common;
-use common::{slurm_installed, write_config, write_dataset, xtask_command, zoo_bin, Cluster};
+use common::{slurm_installed, walk, write_config, write_dataset, xtask_command, zoo_bin, Cluster};
 
 /// Faults a run must inject at least, and at most (so that the batch can finish).
 const MIN_FAULTS: usize = 20;
@@ -220,7 +220,13 @@ fn run_with_chaos(
 
 /// What every chaos run must end with: the calm batch's outcomes, no run finished twice,
 /// nothing half-written, every checksum good.
-fn assert_survived(chaos: &Chaos, calm: &Path, out: &Path, completions: impl Fn(&str) -> usize) {
+fn assert_survived(
+    chaos: &Chaos,
+    zoo: &Path,
+    calm: &Path,
+    out: &Path,
+    completions: impl Fn(&str) -> usize,
+) {
     let seed = chaos.seed;
     assert!(
         chaos.total() >= MIN_FAULTS,
@@ -236,28 +242,18 @@ fn assert_survived(chaos: &Chaos, calm: &Path, out: &Path, completions: impl Fn(
         let n = completions(run);
         assert!(n <= 1, "seed {seed}: {run} ran to completion {n} times");
     }
-    let mut leftovers = Vec::new();
-    let mut dirs = vec![out.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.contains(".partial") || name.contains(".tmp-") {
-                leftovers.push(entry.path());
-            }
-            if entry.path().is_dir() {
-                dirs.push(entry.path());
-            }
-        }
-    }
+    let leftovers: Vec<PathBuf> = walk(out)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.contains(".partial") || name.contains(".tmp-")
+        })
+        .collect();
     assert!(
         leftovers.is_empty(),
         "seed {seed}: half-written: {leftovers:?}"
     );
-    let verify = Command::new(zoo_bin())
-        .arg("verify")
-        .arg(out)
-        .output()
-        .unwrap();
+    let verify = Command::new(zoo).arg("verify").arg(out).output().unwrap();
     assert!(
         verify.status.success(),
         "seed {seed}: zoo verify:\n{}{}",
@@ -315,7 +311,7 @@ fn a_local_batch_survives_killed_and_stopped_trainers() {
         || {},
     );
     eprintln!("{}", chaos.report("local"));
-    assert_survived(&chaos, &calm, &out, |run| {
+    assert_survived(&chaos, &zoo, &calm, &out, |run| {
         let log = std::fs::read_to_string(out.join("runs").join(run).join("train.log"));
         finished_lines(&log.unwrap())
     });
@@ -428,7 +424,7 @@ fn a_slurm_batch_survives_killed_trainers_a_lost_slurmd_and_a_drained_node() {
             .position(|e| e["run_dir"]["Ok"].as_str().unwrap().ends_with(run))
             .unwrap()
     };
-    assert_survived(&chaos, &calm, &out, |run| {
+    assert_survived(&chaos, &zoo, &calm, &out, |run| {
         let suffix = format!("_{}.out", index_of(run));
         std::fs::read_dir(out.join("slurm"))
             .unwrap()

@@ -5,12 +5,12 @@
 //! is shut down at the end. Without Slurm installed the test says so and passes, unless
 //! `ZOO_REQUIRE_SLURM` is set (as in CI), where that is a failure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{slurm_installed, write_config, write_dataset, xtask_command, zoo_bin, Cluster};
+use common::{slurm_installed, walk, write_config, write_dataset, xtask_command, zoo_bin, Cluster};
 
 fn xtask(cluster: &Cluster, zoo: &Path, args: &[&str]) -> Output {
     let out = xtask_command(zoo, args)
@@ -271,18 +271,6 @@ fn results_dir_listing(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(walk(&path));
-        }
-        found.push(path);
-    }
-    found
 }
 
 #[test]

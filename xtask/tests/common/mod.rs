@@ -134,3 +134,16 @@ pub fn xtask_command(zoo: &Path, args: &[&str]) -> Command {
         .env("XDG_RUNTIME_DIR", std::env::temp_dir());
     cmd
 }
+
+/// Every file and folder below `dir`, at any depth.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
+}
